@@ -1,0 +1,271 @@
+"""One validated configuration object, loaded once from conf/<env>.yaml.
+
+A bad or missing key fails at start with the key's dotted name. Secrets are never in the
+YAML: each server names the environment variable that holds its password (`password_env`);
+for the local stack those variables default to the values `ecomlake stack up` generated into
+.local/stack.env, so a newcomer never has to set them by hand.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONF_DIR = PROJECT_ROOT / "conf"
+STACK_ENV_FILE = "stack.env"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    master: str
+    driver_memory: str = "4g"
+    shuffle_partitions: int = 4
+    conf: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LakeSettings:
+    root: str
+
+
+@dataclass(frozen=True)
+class MySQLSettings:
+    host: str
+    port: int
+    database: str
+    user: str
+    password_env: str
+
+    @property
+    def jdbc_url(self) -> str:
+        # jdbc:mysql:// (not jdbc:mariadb://) so that Spark picks its MySQL dialect (backticks).
+        return (f"jdbc:mysql://{self.host}:{self.port}/{self.database}"
+                "?zeroDateTimeBehavior=CONVERT_TO_NULL&rewriteBatchedStatements=true"
+                "&useCursorFetch=true&connectTimeout=5000")
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class MongoSettings:
+    host: str
+    port: int
+    database: str
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://{self.host}:{self.port}/"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    host: str
+    port: int
+    database: str
+    schema: str
+    user: str
+    password_env: str
+
+    @property
+    def jdbc_url(self) -> str:
+        return (f"jdbc:postgresql://{self.host}:{self.port}/{self.database}"
+                "?reWriteBatchedInserts=true&connectTimeout=5")
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class DB2Settings:
+    host: str
+    port: int
+    database: str
+    schema: str
+    user: str
+    password_env: str
+    jcc_properties: str = ""
+
+    @property
+    def is_real_db2(self) -> bool:
+        return bool(os.environ.get("DB2_URL"))
+
+    @property
+    def jdbc_url(self) -> str:
+        # A real DB2 is given whole by DB2_URL; otherwise the local DRDA server.
+        if self.is_real_db2:
+            return os.environ["DB2_URL"]
+        props = f":{self.jcc_properties}" if self.jcc_properties else ""
+        return f"jdbc:db2://{self.host}:{self.port}/{self.database}{props}"
+
+    @property
+    def address(self) -> str:
+        return self.jdbc_url.split("//", 1)[-1].split("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    dir: str
+
+
+@dataclass(frozen=True)
+class Config:
+    env: str
+    spark: SparkSettings
+    lake: LakeSettings
+    mysql: MySQLSettings
+    mongo: MongoSettings
+    postgres: PostgresSettings
+    db2: DB2Settings
+    stack: StackSettings
+    source_file: str = ""
+
+    def path(self, value: str) -> str:
+        """A path from the config, made absolute against the project root (URIs untouched)."""
+        if "://" in value or value.startswith("/"):
+            return value
+        return str(PROJECT_ROOT / value)
+
+    @property
+    def lake_root(self) -> str:
+        return self.path(self.lake.root)
+
+    @property
+    def stack_dir(self) -> Path:
+        return Path(self.path(self.stack.dir))
+
+    def secret(self, server: str) -> str:
+        """The password of `server` from its environment variable; never logged."""
+        var = getattr(self, server).password_env
+        value = os.environ.get(var)
+        if value is None:
+            value = _stack_env(self.stack_dir).get(var)
+        if value is None:
+            raise ConfigError(
+                f"{server}: the password variable {var} is not set. Export it, or run "
+                "`ecomlake stack up` to create the local stack and its generated credentials.")
+        return value
+
+
+def _stack_env(stack_dir: Path) -> dict[str, str]:
+    path = stack_dir / STACK_ENV_FILE
+    if not path.exists():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def available_envs() -> list[str]:
+    return sorted(p.stem for p in CONF_DIR.glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def _deep_merge(base: dict, overrides: Mapping) -> dict:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _build(cls, data: Any, where: str, source: str):
+    """Instantiate dataclass `cls` from `data`, rejecting unknown and missing keys by name."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: `{where}` must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source_file"}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key `{where}.{unknown[0]}` "
+                          f"(valid keys under `{where}`: {', '.join(sorted(fields))})")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{where}.{name}" if where else name
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{source}: missing required key `{key}`")
+            continue
+        value = data[name]
+        # Annotations are strings here (from __future__ import annotations).
+        if f.type in _SECTIONS:
+            kwargs[name] = _build(_SECTIONS[f.type], value, key, source)
+        else:
+            kwargs[name] = _coerce(f.type, value, key, source)
+    return cls(**kwargs)
+
+
+def _coerce(type_name: str, value: Any, key: str, source: str):
+    expected = {"int": int, "str": str, "dict": dict, "list": list, "float": (int, float)}[type_name]
+    if isinstance(value, bool) or not isinstance(value, expected):
+        expected = expected[-1] if isinstance(expected, tuple) else expected
+        raise ConfigError(f"{source}: `{key}` must be {expected.__name__}, got {value!r}")
+    if expected is float:
+        return float(value)
+    if expected is dict:
+        # Spark conf values are strings; YAML may have parsed "false" or 2 as bool/int.
+        return {str(k): str(v) for k, v in value.items()}
+    return value
+
+
+_SECTIONS = {c.__name__: c for c in (SparkSettings, LakeSettings, MySQLSettings, MongoSettings,
+                                  PostgresSettings, DB2Settings, StackSettings)}
+
+
+def load_config(env: str | None = None, overrides: Mapping | None = None) -> Config:
+    """Load and validate conf/<env>.yaml (env defaults to $ECOMLAKE_ENV or `local`)."""
+    env = env or os.environ.get("ECOMLAKE_ENV", "local")
+    path = CONF_DIR / f"{env}.yaml"
+    if not path.exists():
+        raise ConfigError(f"unknown env `{env}`: no {path.relative_to(PROJECT_ROOT)} "
+                          f"(valid envs: {', '.join(available_envs())})")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = _deep_merge(data, overrides or {})
+    source = str(path.relative_to(PROJECT_ROOT))
+    config = _build(Config, data, "", source)
+    if config.env != env:
+        raise ConfigError(f"{source}: `env` is {config.env!r} but the file is for {env!r}")
+    return dataclasses.replace(config, source_file=source)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    source: str
+    key: list
+    rules: dict
+    max_bad_fraction: float = 0.05
+
+
+def load_tables(path: Path | None = None) -> dict[str, TableSpec]:
+    """The source tables of conf/tables.yaml, validated like the config."""
+    path = path or CONF_DIR / "tables.yaml"
+    source = path.name
+    data = yaml.safe_load(path.read_text()) or {}
+    tables = {}
+    for name, spec in data.items():
+        table = _build(TableSpec, spec, name, source)
+        if table.source not in ("mysql", "mongo"):
+            raise ConfigError(f"{source}: `{name}.source` must be mysql or mongo, got {table.source!r}")
+        if not table.key or not all(isinstance(k, str) for k in table.key):
+            raise ConfigError(f"{source}: `{name}.key` must be a non-empty list of column names")
+        if not 0 <= table.max_bad_fraction <= 1:
+            raise ConfigError(f"{source}: `{name}.max_bad_fraction` must be within [0, 1]")
+        tables[name] = table
+    return tables

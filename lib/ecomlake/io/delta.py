@@ -1,0 +1,69 @@
+"""Delta Lake tables: names `<layer>.<table>` map to <lake.root>/<layer>/<table>. Every read and
+write of the lake goes through here."""
+from __future__ import annotations
+
+import logging
+
+from delta.tables import DeltaTable
+
+from ecomlake.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def path(cfg: Config, name: str) -> str:
+    layer, table = name.split(".", 1)
+    return f"{cfg.lake_root.rstrip('/')}/{layer}/{table}"
+
+
+def exists(spark, cfg: Config, name: str) -> bool:
+    return DeltaTable.isDeltaTable(spark, path(cfg, name))
+
+
+def read(spark, cfg: Config, name: str):
+    return spark.read.format("delta").load(path(cfg, name))
+
+
+def version(spark, cfg: Config, name: str) -> int:
+    return DeltaTable.forPath(spark, path(cfg, name)).history(1).collect()[0]["version"]
+
+
+def replace_batch(df, cfg: Config, name: str, batch_id: str, partition_by: str) -> None:
+    """Append one batch to an append-only table; rerunning the same batch replaces it
+    (replaceWhere on _batch_id), so a retried run never duplicates rows."""
+    (df.write.format("delta").mode("overwrite")
+     .option("replaceWhere", f"_batch_id = '{batch_id}'")
+     .partitionBy(partition_by)
+     .save(path(cfg, name)))
+
+
+def overwrite(df, cfg: Config, name: str) -> None:
+    """Replace a table's content in one commit (readers see the old or the new version)."""
+    (df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+     .save(path(cfg, name)))
+
+
+def merge(spark, cfg: Config, name: str, source, keys: list[str], *,
+          delete_missing: bool = False) -> dict[str, int]:
+    """Upsert `source` (already one row per key) into table `name`; with `delete_missing`,
+    rows whose key is absent from `source` (a full snapshot) are deleted. Returns the metrics
+    of the commit (rows inserted, updated, deleted)."""
+    if not exists(spark, cfg, name):
+        source.write.format("delta").save(path(cfg, name))
+        n = source.count()
+        return {"inserted": n, "updated": 0, "deleted": 0}
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in source.columns
+                       if c not in keys and not c.startswith("_"))  # audit columns alone are no change
+    m = (DeltaTable.forPath(spark, path(cfg, name)).alias("t")
+         .merge(source.alias("s"), on)
+         .whenMatchedUpdateAll(condition=changed or None)
+         .whenNotMatchedInsertAll())
+    if delete_missing:
+        m = m.whenNotMatchedBySourceDelete()
+    m.execute()
+    last = DeltaTable.forPath(spark, path(cfg, name)).history(1).collect()[0]
+    metrics = last["operationMetrics"] or {}
+    return {"inserted": int(metrics.get("numTargetRowsInserted", 0)),
+            "updated": int(metrics.get("numTargetRowsUpdated", 0)),
+            "deleted": int(metrics.get("numTargetRowsDeleted", 0))}

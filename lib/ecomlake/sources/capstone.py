@@ -1,0 +1,71 @@
+"""Load the public course data (../shared/capstone) into the source systems, as the course does:
+oltpdata.csv into MySQL sales.sales_data, catalog.json into MongoDB catalog.electronics.
+
+Both loads replace what was there, so running them again gives the same source state.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from importlib import resources
+from pathlib import Path
+
+from ecomlake.config import PROJECT_ROOT, Config
+from ecomlake.io import mongo, mysql
+
+log = logging.getLogger(__name__)
+
+CAPSTONE_DIR = PROJECT_ROOT.parent / "shared" / "capstone"
+
+
+def apply_mysql_schema(cfg: Config) -> None:
+    ddl = resources.files("ecomlake").joinpath("sql/mysql_schema.sql").read_text()
+    conn = mysql.connect(cfg)
+    try:
+        cur = conn.cursor()
+        code = "\n".join(l for l in ddl.splitlines() if not l.lstrip().startswith("--"))
+        for statement in filter(None, (s.strip() for s in code.split(";"))):
+            cur.execute(statement)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def load_sales(cfg: Config, csv_path: Path) -> int:
+    """Bulk-load oltpdata.csv (no header) into sales_data with LOAD DATA LOCAL INFILE."""
+    apply_mysql_schema(cfg)
+    conn = mysql.connect(cfg, allow_local_infile=True,
+                         allow_local_infile_in_path=str(csv_path.parent))
+    try:
+        cur = conn.cursor()
+        cur.execute("TRUNCATE TABLE sales_data")  # also restarts ids at 1: same rows, same ids
+        cur.execute(
+            f"LOAD DATA LOCAL INFILE '{csv_path}' INTO TABLE sales_data "
+            "FIELDS TERMINATED BY ',' LINES TERMINATED BY '\\n' "
+            "(product_id, customer_id, price, quantity, `timestamp`)")
+        conn.commit()
+        cur.execute("SELECT COUNT(*) FROM sales_data")
+        return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def load_catalog(cfg: Config, json_path: Path) -> int:
+    """Load catalog.json (one document a line) into catalog.electronics, replacing it."""
+    docs = [json.loads(line) for line in json_path.read_text().splitlines() if line.strip()]
+    with mongo.client(cfg) as c:
+        coll = c[cfg.mongo.database]["electronics"]
+        coll.drop()
+        coll.insert_many(docs, ordered=True)
+        coll.create_index("type")  # the course indexes `type`
+        return coll.count_documents({})
+
+
+def load(cfg: Config, capstone_dir: Path = CAPSTONE_DIR) -> dict[str, int]:
+    counts = {
+        "mysql sales.sales_data": load_sales(cfg, capstone_dir / "oltpdata.csv"),
+        f"mongodb {cfg.mongo.database}.electronics": load_catalog(cfg, capstone_dir / "catalog.json"),
+    }
+    for where, n in counts.items():
+        log.info("loaded %s rows into %s", n, where)
+    return counts

@@ -1,0 +1,77 @@
+"""The Spark session, configured in one place for jobs, tests and notebooks.
+
+`spark_conf(cfg)` is the single source of the settings; spark-submit.sh turns it into
+`--conf` flags (via `python -m ecomlake.spark submit-args`), and `session(cfg)` applies the same
+settings when Python starts Spark itself (tests, notebooks).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ecomlake.config import PROJECT_ROOT, Config
+
+JAR_DIR = PROJECT_ROOT / ".local" / "jars" / "spark"
+
+
+def jars() -> list[str]:
+    found = sorted(str(p) for p in JAR_DIR.glob("*.jar"))
+    if not found:
+        raise FileNotFoundError(f"no jars in {JAR_DIR}: run `make setup` (it resolves the jars "
+                                "listed in stack/jars/pom.xml from Maven Central)")
+    return found
+
+
+def spark_conf(cfg: Config) -> dict[str, str]:
+    conf = {
+        "spark.master": cfg.spark.master,
+        "spark.driver.memory": cfg.spark.driver_memory,
+        "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
+        "spark.jars": ",".join(jars()),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        # Timestamps are UTC end to end (sources, lake, warehouses).
+        "spark.sql.session.timeZone": "UTC",
+        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        # Bind to loopback: traffic off 127.0.0.1 is not allowed on these machines.
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+    }
+    conf.update(cfg.spark.conf)
+    return conf
+
+
+def session(cfg: Config, app_name: str = "ecomlake"):
+    """Get or create the one Spark session of this process, configured from `cfg`."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in spark_conf(cfg).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def submit_args(cfg: Config) -> list[str]:
+    """spark-submit flags for `cfg` (master and driver memory must be flags: the driver JVM
+    starts before any Python code runs)."""
+    conf = spark_conf(cfg)
+    args = ["--master", conf.pop("spark.master"),
+            "--driver-memory", conf.pop("spark.driver.memory"),
+            "--jars", conf.pop("spark.jars")]
+    for key, value in conf.items():
+        args += ["--conf", f"{key}={value}"]
+    return args
+
+
+if __name__ == "__main__":  # python -m ecomlake.spark submit-args <env>
+    from ecomlake.config import load_config
+
+    if len(sys.argv) != 3 or sys.argv[1] != "submit-args":
+        sys.exit("usage: python -m ecomlake.spark submit-args <env>")
+    print("\n".join(submit_args(load_config(sys.argv[2]))))

@@ -1,0 +1,37 @@
+"""ecomlake: the ecommerce lakehouse (MySQL + MongoDB -> Delta bronze/silver/gold -> PostgreSQL / DB2).
+
+The package lives in lib/ecomlake (src layout). Runtime pins are exact where versions must
+match each other (Spark <-> Delta <-> connector jars in stack/jars/pom.xml); see the comments.
+"""
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    # pyspark must equal the Spark version the Delta jar was built for: delta-spark_4.2_2.13
+    # 4.4.0 (stack/jars/pom.xml) is compiled against Spark 4.2.0, and a Delta jar built for
+    # another Spark patch can fail with NoSuchMethodError.
+    "pyspark==4.2.0",
+    # The Python half of Delta must equal the jar's version. 4.4.1 is on PyPI but its jar is
+    # not on Maven Central (404 on 2026-11-25), so both halves are pinned to 4.4.0.
+    "delta-spark==4.4.0",
+    # Spark 4.2 does not support pandas 3.
+    "pandas>=2.2,<3",
+    "pyarrow>=15",
+    "pyyaml>=6",
+    "pymongo>=4.10,<5",
+    "mysql-connector-python>=9",
+    "psycopg2-binary>=2.9",
+    "ibm-db>=3.2",
+]
+
+setup(
+    name="ecomlake",
+    version="0.1.0",
+    description="Spark-first ecommerce lakehouse: MySQL and MongoDB to Delta bronze/silver/gold, published to PostgreSQL and DB2",
+    python_requires="==3.11.*",
+    package_dir={"": "lib"},
+    packages=find_packages("lib"),
+    package_data={"ecomlake": ["sql/*.sql"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": ["pytest>=8", "chispa==0.12.0"]},
+    entry_points={"console_scripts": ["ecomlake=ecomlake.cli:main"]},
+)
