@@ -15,7 +15,9 @@ from typing import Any, Mapping
 
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# ECOMLAKE_HOME is set by spark-submit.sh: there the package is imported from the --py-files zip,
+# whose location says nothing about where conf/ is.
+PROJECT_ROOT = Path(os.environ.get("ECOMLAKE_HOME") or Path(__file__).resolve().parents[2])
 CONF_DIR = PROJECT_ROOT / "conf"
 STACK_ENV_FILE = "stack.env"
 
@@ -171,7 +173,7 @@ def _stack_env(stack_dir: Path) -> dict[str, str]:
 
 
 def available_envs() -> list[str]:
-    return sorted(p.stem for p in CONF_DIR.glob("*.yaml") if not p.stem.startswith("_"))
+    return sorted(p.stem for p in CONF_DIR.glob("*.yaml") if p.stem != "tables")
 
 
 def _deep_merge(base: dict, overrides: Mapping) -> dict:

@@ -33,7 +33,8 @@ def spark_conf(cfg: Config) -> dict[str, str]:
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         # Timestamps are UTC end to end (sources, lake, warehouses).
         "spark.sql.session.timeZone": "UTC",
-        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.driver.extraJavaOptions":
+            f"-Duser.timezone=UTC -Dlog4j2.configurationFile={PROJECT_ROOT / 'conf' / 'log4j2.properties'}",
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
         # Bind to loopback: traffic off 127.0.0.1 is not allowed on these machines.
         "spark.driver.host": "127.0.0.1",

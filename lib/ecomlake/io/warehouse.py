@@ -1,0 +1,355 @@
+"""The two warehouses, side by side: PostgreSQL (staging) and DB2 (production).
+
+Spark's JDBC writer moves the rows; the DDL and the swap transaction run on a DB-API style
+connection: psycopg2 for PostgreSQL, and for DB2 IBM's JCC driver (the same jar Spark writes
+with) through the Spark JVM. JCC is used for DB2's transactions too because it is the driver
+verified on both a real DB2 and the local DRDA stand-in; ibm_db's CLI cannot talk to Derby
+(SQL0901N, see README "The DB2 path").
+
+Identifiers: PostgreSQL folds unquoted names to lower case and DB2 to upper case; each
+warehouse normalises names that way and Spark's quoted INSERT then matches the created columns.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from decimal import Decimal
+from dataclasses import dataclass
+
+import psycopg2
+from pyspark.sql import types as T
+
+from ecomlake.config import Config
+from ecomlake.errors import refused, unavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str
+    nullable: bool
+
+
+class Warehouse:
+    """What a publish target must provide. Subclasses differ only where the databases do."""
+    name = ""
+    role = ""
+    jdbc_driver = ""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+
+    # names and types ---------------------------------------------------------------------
+    def ident(self, name: str) -> str:
+        raise NotImplementedError
+
+    def qualified(self, table: str) -> str:
+        return f"{self.ident(self.schema)}.{self.ident(table)}"
+
+    def sql_type(self, field: T.StructField, max_len: int | None) -> str:
+        raise NotImplementedError
+
+    def columns(self, schema: T.StructType, string_lengths: dict[str, int]) -> list[Column]:
+        return [Column(self.ident(f.name), self.sql_type(f, string_lengths.get(f.name)),
+                       f.nullable) for f in schema.fields]
+
+    def create_table_sql(self, table: str, columns: list[Column], primary_key: list[str]) -> str:
+        cols = [f"{c.name} {c.sql_type}{'' if c.nullable and c.name not in self._pk(primary_key) else ' NOT NULL'}"
+                for c in columns]
+        if primary_key:
+            cols.append(f"PRIMARY KEY ({', '.join(self._pk(primary_key))})")
+        return f"CREATE TABLE {self.qualified(table)} ({', '.join(cols)})"
+
+    def _pk(self, primary_key: list[str]) -> list[str]:
+        return [self.ident(k) for k in primary_key]
+
+    def replace_statements(self, target: str, staging: str, columns: list[Column]) -> list[str]:
+        """Statements that, in one transaction, make `target` hold exactly `staging`'s rows."""
+        cols = ", ".join(c.name for c in columns)
+        return [f"DELETE FROM {self.qualified(target)}",
+                f"INSERT INTO {self.qualified(target)} ({cols}) "
+                f"SELECT {cols} FROM {self.qualified(staging)}",
+                f"DROP TABLE {self.qualified(staging)}"]
+
+    # connections ---------------------------------------------------------------------------
+    @property
+    def schema(self) -> str:
+        raise NotImplementedError
+
+    def connect(self, spark=None):
+        raise NotImplementedError
+
+    def jdbc_options(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def list_tables(self, conn, prefix: str) -> list[str]:
+        raise NotImplementedError
+
+    def table_columns(self, conn, table: str) -> list[str] | None:
+        raise NotImplementedError
+
+
+class PostgresWarehouse(Warehouse):
+    name = "postgres"
+    role = "staging warehouse"
+    jdbc_driver = "org.postgresql.Driver"
+
+    @property
+    def schema(self) -> str:
+        return self.cfg.postgres.schema
+
+    def ident(self, name: str) -> str:
+        return _safe(name).lower()
+
+    def sql_type(self, field: T.StructField, max_len: int | None) -> str:
+        t = field.dataType
+        if isinstance(t, T.DecimalType):
+            return f"NUMERIC({t.precision},{t.scale})"
+        if isinstance(t, T.StringType):
+            return "TEXT"
+        if isinstance(t, T.TimestampType):
+            return "TIMESTAMPTZ"
+        return _COMMON_TYPES[type(t)]
+
+    def replace_statements(self, target, staging, columns):
+        # TRUNCATE is transactional in PostgreSQL (readers wait for the commit, then see the
+        # new rows) and far cheaper than DELETE on big tables.
+        stmts = super().replace_statements(target, staging, columns)
+        return [f"TRUNCATE {self.qualified(target)}"] + stmts[1:]
+
+    def connect(self, spark=None):
+        p = self.cfg.postgres
+        try:
+            return PgConnection(psycopg2.connect(
+                host=p.host, port=p.port, dbname=p.database, user=p.user,
+                password=self.cfg.secret("postgres"), connect_timeout=5))
+        except psycopg2.OperationalError as exc:
+            msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+            if "password authentication failed" in msg or "authentication" in msg:
+                raise refused("PostgreSQL", p.address, p.user, p.password_env, msg) from None
+            raise unavailable("PostgreSQL", self.role, p.address, msg, "postgres.host/port",
+                              self.cfg.source_file) from None
+
+    def jdbc_options(self):
+        p = self.cfg.postgres
+        return {"url": p.jdbc_url, "user": p.user, "password": self.cfg.secret("postgres"),
+                "driver": self.jdbc_driver}
+
+    def list_tables(self, conn, prefix):
+        rows = conn.query("SELECT table_name FROM information_schema.tables WHERE table_schema = "
+                          f"'{self.ident(self.schema)}' AND table_name LIKE "
+                          f"'{self.ident(prefix)}%'")
+        return [r[0] for r in rows if r[0].startswith(self.ident(prefix))]
+
+    def table_columns(self, conn, table):
+        rows = conn.query("SELECT column_name FROM information_schema.columns WHERE table_schema = "
+                          f"'{self.ident(self.schema)}' AND table_name = '{self.ident(table)}' "
+                          "ORDER BY ordinal_position")
+        return [r[0] for r in rows] or None
+
+
+class DB2Warehouse(Warehouse):
+    name = "db2"
+    role = "production warehouse"
+    jdbc_driver = "com.ibm.db2.jcc.DB2Driver"
+    MAX_DECIMAL_PRECISION = 31   # DB2's limit; Spark allows 38
+    MAX_VARCHAR = 32672          # DB2's VARCHAR limit; longer text would need CLOB
+
+    @property
+    def schema(self) -> str:
+        return self.cfg.db2.schema
+
+    def ident(self, name: str) -> str:
+        return _safe(name).upper()
+
+    def sql_type(self, field: T.StructField, max_len: int | None) -> str:
+        t = field.dataType
+        if isinstance(t, T.DecimalType):
+            precision = min(t.precision, self.MAX_DECIMAL_PRECISION)
+            return f"DECIMAL({precision},{min(t.scale, precision)})"
+        if isinstance(t, T.StringType):
+            # Sized VARCHAR, not Spark's default CLOB: room to grow, rounded to a tidy size.
+            size = max(32, 1 << max(0, (2 * (max_len or 1) - 1).bit_length()))
+            return f"VARCHAR({min(size, self.MAX_VARCHAR)})"
+        if isinstance(t, T.TimestampType):
+            return "TIMESTAMP"
+        if isinstance(t, T.BooleanType):
+            return "SMALLINT"
+        return _COMMON_TYPES[type(t)]
+
+    @property
+    def user(self) -> str:
+        import os
+        return os.environ.get("DB2_USER", self.cfg.db2.user) if self.cfg.db2.is_real_db2 \
+            else self.cfg.db2.user
+
+    def password(self) -> str:
+        import os
+        if self.cfg.db2.is_real_db2:
+            if "DB2_PASSWORD" not in os.environ:
+                raise refused("DB2", self.cfg.db2.address, self.user, "DB2_PASSWORD",
+                              "DB2_URL is set but DB2_PASSWORD is not")
+            return os.environ["DB2_PASSWORD"]
+        return self.cfg.secret("db2")
+
+    def connect(self, spark=None):
+        if spark is None:
+            raise ValueError("the DB2 connection runs JCC inside the Spark JVM: pass `spark`")
+        return JdbcConnection.open(spark, self.jdbc_driver, self.cfg.db2.jdbc_url, self.user,
+                                   self.password(), "DB2", self.role, self.cfg.db2.address,
+                                   self.cfg)
+
+    def jdbc_options(self):
+        return {"url": self.cfg.db2.jdbc_url, "user": self.user, "password": self.password(),
+                "driver": self.jdbc_driver}
+
+    def list_tables(self, conn, prefix):
+        return [t for t in conn.tables(self.ident(self.schema)) if t.startswith(self.ident(prefix))]
+
+    def table_columns(self, conn, table):
+        return conn.columns(self.ident(self.schema), self.ident(table)) or None
+
+
+_COMMON_TYPES = {
+    T.LongType: "BIGINT", T.IntegerType: "INTEGER", T.ShortType: "SMALLINT",
+    T.DoubleType: "DOUBLE PRECISION", T.FloatType: "REAL", T.DateType: "DATE",
+    T.BooleanType: "BOOLEAN",
+}
+
+
+def _safe(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"not a plain SQL identifier: {name!r}")
+    return name
+
+
+class PgConnection:
+    """psycopg2 behind the same small interface as JdbcConnection."""
+
+    def __init__(self, conn):
+        self._c = conn
+
+    def execute(self, sql: str) -> int:
+        with self._c.cursor() as cur:
+            cur.execute(sql)
+            return cur.rowcount
+
+    def query(self, sql: str) -> list[tuple]:
+        with self._c.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall()
+
+    def commit(self):
+        self._c.commit()
+
+    def rollback(self):
+        self._c.rollback()
+
+    def close(self):
+        self._c.close()
+
+
+class JdbcConnection:
+    """A small DB-API-like wrapper over a java.sql.Connection opened in the Spark driver JVM."""
+
+    def __init__(self, jconn):
+        self._c = jconn
+        self._c.setAutoCommit(False)
+
+    @classmethod
+    def open(cls, spark, driver: str, url: str, user: str, password: str, system: str,
+             role: str, address: str, cfg: Config):
+        jvm = spark._jvm
+        loader = jvm.Thread.currentThread().getContextClassLoader()
+        props = jvm.java.util.Properties()
+        props.setProperty("user", user)
+        props.setProperty("password", password)
+        props.setProperty("loginTimeout", "5")
+        try:
+            # Driver.connect directly: DriverManager cannot see jars added via spark.jars.
+            jdriver = loader.loadClass(driver).newInstance()
+        except Exception as exc:
+            raise RuntimeError(f"the {system} JDBC driver {driver} is not on Spark's classpath: "
+                               "run `make setup` (stack/jars/pom.xml)") from exc
+        try:
+            jconn = jdriver.connect(url, props)
+        except Exception as exc:  # py4j wraps the java.sql.SQLException
+            msg = _java_message(exc)
+            if "ERRORCODE=-4214" in msg or "SQLSTATE=28000" in msg or "password" in msg.lower():
+                raise refused(system, address, user, "ECOMLAKE_DB2_PASSWORD / DB2_PASSWORD", msg) from None
+            raise unavailable(system, role, address, msg, "db2.host/port (or DB2_URL)",
+                              cfg.source_file) from None
+        return cls(jconn)
+
+    def execute(self, sql: str) -> int:
+        stmt = self._c.createStatement()
+        try:
+            return stmt.executeUpdate(sql)
+        finally:
+            stmt.close()
+
+    def query(self, sql: str) -> list[tuple]:
+        stmt = self._c.createStatement()
+        try:
+            rs = stmt.executeQuery(sql)
+            n = rs.getMetaData().getColumnCount()
+            rows = []
+            while rs.next():
+                rows.append(tuple(_py(rs.getObject(i + 1)) for i in range(n)))
+            return rows
+        finally:
+            stmt.close()
+
+    def tables(self, schema: str) -> list[str]:
+        rs = self._c.getMetaData().getTables(None, schema, "%", None)
+        names = []
+        while rs.next():
+            names.append(rs.getString("TABLE_NAME"))
+        rs.close()
+        return names
+
+    def columns(self, schema: str, table: str) -> list[str]:
+        rs = self._c.getMetaData().getColumns(None, schema, table, "%")
+        cols = []
+        while rs.next():
+            cols.append((rs.getInt("ORDINAL_POSITION"), rs.getString("COLUMN_NAME")))
+        rs.close()
+        return [c for _, c in sorted(cols)]
+
+    def commit(self):
+        self._c.commit()
+
+    def rollback(self):
+        self._c.rollback()
+
+    def close(self):
+        self._c.close()
+
+
+def _py(value):
+    """Java values py4j does not convert itself -> Python values (via their string form)."""
+    if value is None or isinstance(value, (int, float, str, bool, Decimal)):
+        return value
+    text = value.toString()
+    try:
+        return Decimal(text)
+    except Exception:
+        return text
+
+
+def _java_message(exc: Exception) -> str:
+    java = getattr(exc, "java_exception", None)
+    text = java.getMessage() if java is not None else str(exc)
+    return (text or repr(exc)).strip().splitlines()[0][:400]
+
+
+WAREHOUSES = {"postgres": PostgresWarehouse, "db2": DB2Warehouse}
+
+
+def warehouse(name: str, cfg: Config) -> Warehouse:
+    try:
+        return WAREHOUSES[name](cfg)
+    except KeyError:
+        raise ValueError(f"unknown publish target {name!r} (valid: {', '.join(WAREHOUSES)}, all)") from None
