@@ -228,8 +228,14 @@ _SECTIONS = {c.__name__: c for c in (SparkSettings, LakeSettings, MySQLSettings,
                                   PostgresSettings, DB2Settings, StackSettings)}
 
 
+OVERRIDES_VAR = "ECOMLAKE_OVERRIDES"
+
+
 def load_config(env: str | None = None, overrides: Mapping | None = None) -> Config:
-    """Load and validate conf/<env>.yaml (env defaults to $ECOMLAKE_ENV or `local`)."""
+    """Load and validate conf/<env>.yaml (env defaults to $ECOMLAKE_ENV or `local`).
+
+    $ECOMLAKE_OVERRIDES may hold a YAML/JSON mapping merged over the file (validated the same
+    way), e.g. '{lake: {root: /tmp/lake}}' for a throwaway lake; `overrides` wins over both."""
     env = env or os.environ.get("ECOMLAKE_ENV", "local")
     path = CONF_DIR / f"{env}.yaml"
     if not path.exists():
@@ -239,6 +245,15 @@ def load_config(env: str | None = None, overrides: Mapping | None = None) -> Con
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    env_overrides = os.environ.get(OVERRIDES_VAR)
+    if env_overrides:
+        try:
+            parsed = yaml.safe_load(env_overrides)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"${OVERRIDES_VAR} is not valid YAML: {exc}") from None
+        if not isinstance(parsed, Mapping):
+            raise ConfigError(f"${OVERRIDES_VAR} must be a mapping, got {env_overrides!r}")
+        data = _deep_merge(data, parsed)
     data = _deep_merge(data, overrides or {})
     source = str(path.relative_to(PROJECT_ROOT))
     config = _build(Config, data, "", source)

@@ -1,0 +1,58 @@
+# The README's two commands: `make demo` (runs the main job on the embedded default) and
+# `make test` (the whole suite; .ci/run calls it). Both set up whatever is missing first, and
+# reuse what is already there, so a second run is much faster.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+ECOMLAKE := $(VENV)/bin/ecomlake
+RUN_DATE ?= $(shell date -u +%F)
+export SPARK_LOCAL_IP := 127.0.0.1
+
+.PHONY: setup demo test stack-up stack-down stack-status clean-lake help
+
+help:
+	@echo "make demo    set up, start the local stack, load the course data, run the pipeline"
+	@echo "make test    set up, start the local stack, run the whole test suite"
+	@echo "make setup   only install: virtualenv, Python packages, Spark jars"
+	@echo "make stack-up | stack-down | stack-status"
+
+# Python packages (pinned in setup.py) and the Spark jars (pinned in stack/jars/pom.xml).
+# The stamp files make a second run skip what is already installed.
+setup: .local/stamps/venv .local/stamps/jars
+
+.local/stamps/venv: setup.py
+	@mkdir -p .local/stamps
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+.local/stamps/jars: stack/jars/pom.xml
+	@mkdir -p .local/stamps
+	rm -rf .local/jars/spark
+	mvn -q -B -f stack/jars/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/.local/jars/spark
+	@touch $@
+
+stack-up: setup
+	$(ECOMLAKE) stack up
+
+stack-down:
+	$(ECOMLAKE) stack down
+
+stack-status:
+	$(ECOMLAKE) stack status
+
+demo: stack-up
+	$(ECOMLAKE) load-capstone
+	./spark-submit.sh pipeline --run-date $(RUN_DATE)
+	@echo
+	@echo "Lake (Delta tables):      .local/warehouse/{bronze,silver,gold}/<table>"
+	@echo "PostgreSQL (staging):     psql -h 127.0.0.1 -p 15432 -U ecomlake warehouse   (password: .local/stack.env)"
+	@echo "DB2 path (Derby DRDA):    jdbc:db2://127.0.0.1:1527/ecomdb, schema APP"
+
+test: stack-up
+	$(PY) -m pytest tests
+
+clean-lake:
+	rm -rf .local/warehouse

@@ -1,0 +1,59 @@
+import pytest
+
+from ecomlake.config import ConfigError, load_config, load_tables
+
+
+def test_load_config_local_has_every_server_on_loopback():
+    cfg = load_config("local")
+    for server in (cfg.mysql, cfg.mongo, cfg.postgres, cfg.db2):
+        assert server.host == "127.0.0.1"
+    assert cfg.mysql.jdbc_url.startswith("jdbc:mysql://127.0.0.1:")  # MySQL dialect, not mariadb
+
+
+def test_load_config_unknown_key_is_named():
+    with pytest.raises(ConfigError, match=r"unknown key `mysql\.prot`"):
+        load_config("local", overrides={"mysql": {"prot": 1}})
+
+
+def test_load_config_wrong_type_is_named():
+    with pytest.raises(ConfigError, match=r"`postgres\.port` must be int"):
+        load_config("local", overrides={"postgres": {"port": "5432"}})
+
+
+def test_load_config_unknown_env_lists_valid_ones():
+    with pytest.raises(ConfigError, match=r"unknown env `prod`.*valid envs: .*local"):
+        load_config("prod")
+
+
+def test_load_config_env_overrides(monkeypatch, tmp_path):
+    monkeypatch.setenv("ECOMLAKE_OVERRIDES", f"{{lake: {{root: {tmp_path}}}}}")
+    assert load_config("local").lake_root == str(tmp_path)
+    monkeypatch.setenv("ECOMLAKE_OVERRIDES", "{lake: {rot: x}}")
+    with pytest.raises(ConfigError, match=r"lake\.rot"):
+        load_config("local")
+
+
+def test_secret_comes_from_environment_first(monkeypatch):
+    cfg = load_config("local")
+    monkeypatch.setenv(cfg.mysql.password_env, "from-env")
+    assert cfg.secret("mysql") == "from-env"
+
+
+def test_secret_missing_says_what_to_do(monkeypatch, tmp_path):
+    cfg = load_config("local", overrides={"stack": {"dir": str(tmp_path)}})
+    monkeypatch.delenv(cfg.mysql.password_env, raising=False)
+    with pytest.raises(ConfigError, match=r"ECOMLAKE_MYSQL_PASSWORD is not set.*ecomlake stack up"):
+        cfg.secret("mysql")
+
+
+def test_load_tables_rules_are_named_predicates():
+    tables = load_tables()
+    assert tables["sales_data"].key == ["id"]
+    assert "quantity_positive" in tables["sales_data"].rules
+
+
+def test_load_tables_rejects_bad_source(tmp_path):
+    bad = tmp_path / "tables.yaml"
+    bad.write_text("t:\n  source: oracle\n  key: [id]\n  rules: {}\n")
+    with pytest.raises(ConfigError, match=r"`t\.source` must be mysql or mongo"):
+        load_tables(bad)

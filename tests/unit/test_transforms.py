@@ -1,0 +1,109 @@
+"""Pure DataFrame transforms, on tiny inline DataFrames with explicit schemas (chispa)."""
+import datetime as dt
+from decimal import Decimal
+
+from chispa import assert_df_equality
+from pyspark.sql import types as T
+
+from ecomlake.bronze import with_audit_columns, with_delta_safe_names
+from ecomlake.gold import to_sales_by_product
+from ecomlake.quality import split_valid, with_failed_rules
+from ecomlake.silver import latest_per_key, typed_sales
+
+SALES = T.StructType([
+    T.StructField("id", T.LongType()),
+    T.StructField("product_id", T.IntegerType()),
+    T.StructField("customer_id", T.IntegerType()),
+    T.StructField("price", T.DecimalType(12, 2)),
+    T.StructField("quantity", T.IntegerType()),
+    T.StructField("timestamp", T.TimestampType()),
+    T.StructField("updated_at", T.TimestampType()),
+    T.StructField("_batch_id", T.StringType()),
+])
+TS = dt.datetime(2020, 9, 5, 16, 20, 3)
+UPD = dt.datetime(2026, 1, 1)
+
+
+def sale(id_, product, price, qty, ts=TS, upd=UPD, customer=7):
+    return (id_, product, customer, None if price is None else Decimal(price), qty, ts, upd, "b1")
+
+
+def test_with_failed_rules_names_every_broken_rule(spark):
+    df = spark.createDataFrame([sale(1, 10, "5.00", 1), sale(2, None, "5.00", -1),
+                                sale(3, 11, None, 2)], SALES)
+    rules = {"product_id_not_null": "product_id IS NOT NULL", "quantity_positive": "quantity > 0",
+             "price_positive": "price > 0"}
+    clean, bad = split_valid(df.transform(with_failed_rules(rules)))
+    assert [r.id for r in clean.collect()] == [1]
+    got = {r.id: r._failed_rules for r in bad.collect()}
+    # a NULL predicate (price > NULL) counts as broken
+    assert got == {2: ["product_id_not_null", "quantity_positive"], 3: ["price_positive"]}
+    assert clean.columns == df.columns
+
+
+def test_split_valid_loses_no_row(spark):
+    df = spark.createDataFrame([sale(i, i % 3 or None, "1.00", i % 4 - 1) for i in range(40)], SALES)
+    clean, bad = split_valid(df.transform(with_failed_rules(
+        {"p": "product_id IS NOT NULL", "q": "quantity > 0"})))
+    expected_clean = sum(1 for i in range(40) if i % 3 and i % 4 - 1 > 0)
+    assert clean.count() == expected_clean
+    assert clean.count() + bad.count() == 40
+
+
+def test_latest_per_key_keeps_the_newest_version(spark):
+    df = spark.createDataFrame([
+        sale(1, 10, "5.00", 1, upd=dt.datetime(2026, 1, 1)),
+        sale(1, 10, "5.00", 3, upd=dt.datetime(2026, 1, 2)),   # the correction wins
+        sale(2, 11, "7.00", 2),
+    ], SALES)
+    expected = spark.createDataFrame([
+        sale(1, 10, "5.00", 3, upd=dt.datetime(2026, 1, 2)), sale(2, 11, "7.00", 2)], SALES)
+    assert_df_equality(df.transform(latest_per_key(["id"], ["updated_at"])), expected,
+                       ignore_row_order=True)
+
+
+def test_latest_per_key_is_deterministic_on_ties(spark):
+    rows = [sale(1, 10, "5.00", q) for q in (1, 2, 3)]
+    a = spark.createDataFrame(rows, SALES).transform(latest_per_key(["id"], ["updated_at"]))
+    b = spark.createDataFrame(rows[::-1], SALES).repartition(3).transform(
+        latest_per_key(["id"], ["updated_at"]))
+    assert a.collect() == b.collect()
+
+
+def test_typed_sales_casts_jdbc_types(spark):
+    raw = spark.createDataFrame(
+        [(Decimal(1), 6739, 76305, Decimal("230.00"), 1, TS, UPD, "b1", "x")],
+        "id decimal(20,0), product_id int, customer_id int, price decimal(12,2), quantity int, "
+        "timestamp timestamp, updated_at timestamp, _batch_id string, _source string")
+    assert typed_sales(raw).schema == SALES
+
+
+def test_to_sales_by_product_sums_price_times_quantity(spark):
+    df = spark.createDataFrame([
+        sale(1, 10, "2.50", 2, ts=dt.datetime(2020, 1, 1)),
+        sale(2, 10, "1.00", 3, ts=dt.datetime(2020, 1, 3)),
+        sale(3, 11, "9.99", 1, ts=dt.datetime(2020, 1, 2)),
+    ], SALES)
+    expected = spark.createDataFrame([
+        (10, 2, 5, Decimal("8.00"), dt.datetime(2020, 1, 1), dt.datetime(2020, 1, 3)),
+        (11, 1, 1, Decimal("9.99"), dt.datetime(2020, 1, 2), dt.datetime(2020, 1, 2)),
+    ], "product_id int, sale_lines long, units long, amount decimal(18,2), "
+       "first_sale_at timestamp, last_sale_at timestamp")
+    assert_df_equality(to_sales_by_product(df), expected, ignore_row_order=True,
+                       ignore_nullable=True)
+
+
+def test_with_delta_safe_names_maps_spaces_explicitly(spark):
+    df = spark.createDataFrame([("a", 6.5)], "`type` string, `screen size` double")
+    out = df.transform(with_delta_safe_names({"screen size": "screen_size"}))
+    assert out.columns == ["type", "screen_size"]
+    assert out.collect()[0].screen_size == 6.5
+
+
+def test_with_audit_columns_marks_the_batch(spark):
+    df = spark.createDataFrame([(1,)], "id int")
+    out = df.transform(with_audit_columns("mysql:sales.t", "2026-11-25", dt.date(2026, 11, 25),
+                                          dt.datetime(2026, 11, 25, 3, 0))).collect()[0]
+    assert (out._batch_id, out._source, out._ingest_date) == (
+        "2026-11-25", "mysql:sales.t", dt.date(2026, 11, 25))
+    assert out._ingested_at == dt.datetime(2026, 11, 25, 3, 0)

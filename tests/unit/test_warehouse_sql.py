@@ -1,0 +1,73 @@
+"""The SQL each warehouse gets: types, identifiers, the swap. DB2's rules are checked here
+without a DB2 (they also run against the Derby DRDA stand-in in tests/integration)."""
+from decimal import Decimal
+
+import pytest
+from pyspark.sql import types as T
+
+from ecomlake.io.warehouse import DB2Warehouse, PostgresWarehouse
+from ecomlake.publish import same_totals
+
+SCHEMA = T.StructType([
+    T.StructField("product_id", T.IntegerType(), False),
+    T.StructField("amount", T.DecimalType(38, 2)),
+    T.StructField("model", T.StringType()),
+    T.StructField("last_sale_at", T.TimestampType()),
+    T.StructField("on_sale", T.BooleanType()),
+])
+
+
+def test_postgres_types_and_lowercase_names(cfg):
+    pg = PostgresWarehouse(cfg)
+    sql = pg.create_table_sql("Sales", pg.columns(SCHEMA, {"model": 20}), ["product_id"])
+    assert sql == ("CREATE TABLE public.sales (product_id INTEGER NOT NULL, amount NUMERIC(38,2), "
+                   "model TEXT, last_sale_at TIMESTAMPTZ, on_sale BOOLEAN, "
+                   "PRIMARY KEY (product_id))")
+
+
+def test_db2_types_respect_db2_limits(cfg):
+    db2 = DB2Warehouse(cfg)
+    cols = {c.name: c.sql_type for c in db2.columns(SCHEMA, {"model": 20})}
+    assert cols == {"PRODUCT_ID": "INTEGER", "AMOUNT": "DECIMAL(31,2)",  # precision <= 31
+                    "MODEL": "VARCHAR(64)",                               # sized, not CLOB
+                    "LAST_SALE_AT": "TIMESTAMP", "ON_SALE": "SMALLINT"}
+
+
+@pytest.mark.parametrize("max_len,size", [(None, 32), (1, 32), (20, 64), (100, 256),
+                                          (20000, 32672)])
+def test_db2_varchar_sizing(cfg, max_len, size):
+    field = T.StructField("s", T.StringType())
+    assert DB2Warehouse(cfg).sql_type(field, max_len) == f"VARCHAR({size})"
+
+
+def test_db2_swap_deletes_then_inserts_in_one_unit_of_work(cfg):
+    db2 = DB2Warehouse(cfg)
+    cols = db2.columns(SCHEMA, {})
+    stmts = db2.replace_statements("sales", "stg_sales_1", cols)
+    assert stmts[0] == "DELETE FROM APP.SALES"  # not TRUNCATE ... IMMEDIATE: it cannot roll back
+    assert stmts[1].startswith("INSERT INTO APP.SALES (PRODUCT_ID, AMOUNT, MODEL, ")
+    assert stmts[2] == "DROP TABLE APP.STG_SALES_1"
+
+
+def test_postgres_swap_uses_transactional_truncate(cfg):
+    pg = PostgresWarehouse(cfg)
+    assert pg.replace_statements("s", "stg", pg.columns(SCHEMA, {}))[0] == "TRUNCATE public.s"
+
+
+def test_identifiers_are_validated(cfg):
+    with pytest.raises(ValueError, match="not a plain SQL identifier"):
+        PostgresWarehouse(cfg).ident("x; DROP TABLE y")
+
+
+def test_db2_url_from_environment_names_a_real_db2(cfg, monkeypatch):
+    assert cfg.db2.jdbc_url.startswith("jdbc:db2://127.0.0.1:1527/ecomdb:securityMechanism=3;")
+    monkeypatch.setenv("DB2_URL", "jdbc:db2://db2.example:50000/PROD")
+    assert cfg.db2.jdbc_url == "jdbc:db2://db2.example:50000/PROD"
+    assert cfg.db2.address == "db2.example:50000"
+
+
+def test_same_totals_compares_exactly_and_floats_closely():
+    assert same_totals([3, Decimal("1.10")], [3, Decimal("1.1")])
+    assert not same_totals([3, Decimal("1.10")], [3, Decimal("1.11")])
+    assert same_totals([1, 0.1 + 0.2], [1, 0.3])
+    assert not same_totals([3, 1], [2, 1])
