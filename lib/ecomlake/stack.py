@@ -295,7 +295,7 @@ class FerretDB(Server):
         if self.binary.exists():
             return
         log.info("building FerretDB with Go (first time only)")
-        run(["go", "build", "-o", str(self.binary), "."], cwd=PROJECT_ROOT / "stack" / "ferretdb",
+        run(["go", "build", "-trimpath", "-o", str(self.binary), "."], cwd=PROJECT_ROOT / "stack" / "ferretdb",
             env={"CGO_ENABLED": "0"})
 
     def start(self) -> None:

@@ -95,6 +95,7 @@ class PostgresWarehouse(Warehouse):
     name = "postgres"
     role = "staging warehouse"
     jdbc_driver = "org.postgresql.Driver"
+    LOCK_TIMEOUT_MS = 120_000
 
     @property
     def schema(self) -> str:
@@ -122,9 +123,13 @@ class PostgresWarehouse(Warehouse):
     def connect(self, spark=None):
         p = self.cfg.postgres
         try:
-            return PgConnection(psycopg2.connect(
+            conn = psycopg2.connect(
                 host=p.host, port=p.port, dbname=p.database, user=p.user,
-                password=self.cfg.secret("postgres"), connect_timeout=5))
+                password=self.cfg.secret("postgres"), connect_timeout=5,
+                # A reader holding a long transaction would block the swap's TRUNCATE forever:
+                # give up after a while with a clear error instead of hanging the job.
+                options=f"-c lock_timeout={self.LOCK_TIMEOUT_MS}")
+            return PgConnection(conn)
         except psycopg2.OperationalError as exc:
             msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
             if "password authentication failed" in msg or "authentication" in msg:
@@ -325,6 +330,9 @@ class JdbcConnection:
         self._c.rollback()
 
     def close(self):
+        # JCC refuses to close a connection inside an open unit of work: end it first. Work
+        # that was not committed by then is meant to be discarded.
+        self._c.rollback()
         self._c.close()
 
 

@@ -1,0 +1,152 @@
+"""The whole walking skeleton, as a person runs it: the course data in MySQL and MongoDB,
+`./spark-submit.sh pipeline`, then the warehouses are queried and compared with numbers
+computed independently from the course files with plain Python."""
+import collections
+import csv
+import json
+import os
+import subprocess
+import time
+from decimal import Decimal
+
+import pytest
+
+from ecomlake.config import PROJECT_ROOT, load_config
+from ecomlake.io import delta
+from ecomlake.io.warehouse import DB2Warehouse, PostgresWarehouse
+from ecomlake.sources import capstone
+
+from tests.conftest import CAPSTONE
+
+RUN_DATE = "2026-11-25"
+
+
+def submit(job, *args, env=None, timeout=600):
+    t0 = time.monotonic()
+    proc = subprocess.run([str(PROJECT_ROOT / "spark-submit.sh"), job, *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    return proc, time.monotonic() - t0
+
+
+def expected_by_product():
+    """product_id -> (sale lines, units, amount) straight from oltpdata.csv."""
+    out = collections.defaultdict(lambda: [0, 0, Decimal(0)])
+    with open(CAPSTONE / "oltpdata.csv", newline="") as f:
+        for product, _customer, price, qty, _ts in (r for r in csv.reader(f) if r):
+            agg = out[int(product)]
+            agg[0] += 1
+            agg[1] += int(qty)
+            agg[2] += Decimal(price) * int(qty)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+class Lake:
+    """A throwaway lake: its config, and the environment that points a job at it."""
+
+    def __init__(self, root):
+        self.cfg = load_config("local", overrides={"lake": {"root": str(root)}})
+        self.env = self.env_with()
+
+    def env_with(self, **sections):
+        overrides = {"lake": {"root": self.cfg.lake_root}, **sections}
+        return {"ECOMLAKE_OVERRIDES": json.dumps(overrides)}
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    return Lake(tmp_path_factory.mktemp("e2e") / "lake")
+
+
+@pytest.fixture(scope="module")
+def first_run(lake):
+    capstone.load(load_config("local"))
+    proc, seconds = submit("pipeline", "--run-date", RUN_DATE, env=lake.env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def warehouse_rows(conn, table):
+    return conn.query(f"SELECT product_id, sale_lines, units, amount FROM {table} "
+                      "ORDER BY product_id")
+
+
+def test_pipeline_publishes_course_sales_to_postgres(first_run, cfg):
+    conn = PostgresWarehouse(cfg).connect()
+    rows = warehouse_rows(conn, "public.sales_by_product")
+    conn.close()
+    expected = expected_by_product()
+    assert {r[0]: (r[1], r[2], r[3]) for r in rows} == expected
+    assert sum(r[3] for r in rows) == sum(v[2] for v in expected.values())
+
+
+def test_pipeline_publishes_course_sales_to_db2_path(first_run, cfg, spark):
+    conn = DB2Warehouse(cfg).connect(spark)
+    rows = warehouse_rows(conn, "APP.SALES_BY_PRODUCT")
+    conn.close()
+    assert {r[0]: (r[1], r[2], r[3]) for r in rows} == expected_by_product()
+
+
+def test_pipeline_keeps_catalog_names_and_counts_in_silver(first_run, lake, spark):
+    cfg = lake.cfg
+    docs = [json.loads(l) for l in (CAPSTONE / "catalog.json").read_text().splitlines() if l.strip()]
+    silver = delta.read(spark, cfg, "silver.electronics")
+    assert silver.count() == len(docs)
+    phones = silver.filter("type = 'smart phone'").agg({"screen_size": "avg"}).collect()[0][0]
+    sizes = [d["screen size"] for d in docs if d.get("type") == "smart phone"]
+    assert phones == pytest.approx(sum(sizes) / len(sizes))
+    bronze = delta.read(spark, cfg, "bronze.sales_data")
+    assert {"_ingested_at", "_batch_id", "_source", "_ingest_date"} <= set(bronze.columns)
+
+
+def snapshot(spark, cfg, tables):
+    return {t: sorted(map(tuple, delta.read(spark, cfg, t).drop("_ingested_at").collect()))
+            for t in tables}
+
+
+def test_pipeline_rerun_same_date_changes_nothing(first_run, lake, spark, cfg):
+    lake_cfg = lake.cfg
+    tables = ["bronze.sales_data", "bronze.electronics", "silver.sales_data",
+              "silver.electronics", "gold.sales_by_product"]
+    before = snapshot(spark, lake_cfg, tables)
+    pg_before = published(cfg)
+    proc, _ = submit("pipeline", "--run-date", RUN_DATE, env=lake.env)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert snapshot(spark, lake_cfg, tables) == before
+    assert published(cfg) == pg_before
+
+
+def published(cfg):
+    conn = PostgresWarehouse(cfg).connect()   # closed at once: an open reader would block the swap
+    try:
+        return conn.query("SELECT * FROM public.sales_by_product ORDER BY product_id")
+    finally:
+        conn.close()
+
+
+def test_pipeline_with_mysql_down_stops_fast_and_writes_nothing(first_run, lake, spark):
+    lake_cfg = lake.cfg
+    version = delta.version(spark, lake_cfg, "bronze.sales_data")
+    env = lake.env_with(mysql={"port": 1})
+    proc, seconds = submit("pipeline", "--run-date", "2026-11-26", env=env)
+    assert proc.returncode == 2
+    assert "MySQL (OLTP source) at 127.0.0.1:1 is not answering" in proc.stdout
+    assert "ecomlake stack up" in proc.stdout
+    assert seconds < 30
+    assert delta.version(spark, lake_cfg, "bronze.sales_data") == version
+
+
+def test_pipeline_with_wrong_password_never_prints_it(first_run, lake, cfg):
+    secret = "n0t-the-Passw0rd-4711"
+    env = {**lake.env, cfg.postgres.password_env: secret}
+    proc, _ = submit("pipeline", "--run-date", "2026-11-26", env=env)
+    assert proc.returncode == 2
+    assert "PostgreSQL at 127.0.0.1:15432 refused the login of user 'ecomlake'" in proc.stdout
+    assert secret not in proc.stdout + proc.stderr
+
+
+def test_spark_submit_rejects_unknown_job_and_env():
+    proc, _ = submit("nosuchjob")
+    assert proc.returncode == 2 and "Valid jobs:" in proc.stderr and "pipeline" in proc.stderr
+    proc, _ = submit("pipeline", "--env", "prod")
+    assert proc.returncode == 2 and "Valid envs: local" in proc.stderr
