@@ -212,13 +212,14 @@ def _build(cls, data: Any, where: str, source: str):
 
 
 def _coerce(type_name: str, value: Any, key: str, source: str):
-    expected = {"int": int, "str": str, "dict": dict, "list": list, "float": (int, float)}[type_name]
-    if isinstance(value, bool) or not isinstance(value, expected):
+    expected = {"int": int, "str": str, "dict": dict, "list": list, "float": (int, float),
+                "bool": bool}[type_name]
+    if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
         expected = expected[-1] if isinstance(expected, tuple) else expected
         raise ConfigError(f"{source}: `{key}` must be {expected.__name__}, got {value!r}")
     if expected is float:
         return float(value)
-    if expected is dict:
+    if expected is dict and key.endswith("conf"):
         # Spark conf values are strings; YAML may have parsed "false" or 2 as bool/int.
         return {str(k): str(v) for k, v in value.items()}
     return value
@@ -268,6 +269,34 @@ class TableSpec:
     key: list
     rules: dict
     max_bad_fraction: float = 0.05
+    watermark: str = ""
+    partition_column: str = ""
+    detect_deletes: bool = False
+    history: list = field(default_factory=list)
+
+    @property
+    def incremental(self) -> bool:
+        return bool(self.watermark)
+
+
+REFERENCE_DIR = CONF_DIR / "reference"
+
+
+def reference_names(kind: str) -> list[str]:
+    """The names of conf/reference/dim_<kind>.csv (second column), in file order."""
+    import csv
+
+    with open(REFERENCE_DIR / f"dim_{kind}.csv", newline="", encoding="utf-8-sig") as f:
+        return [row[1] for row in list(csv.reader(f))[1:] if row]
+
+
+def _expand_references(sql: str) -> str:
+    for kind in ("country", "category"):
+        token = "{ref_" + kind + "}"
+        if token in sql:
+            names = ", ".join("'" + n.replace("'", "''") + "'" for n in reference_names(kind))
+            sql = sql.replace(token, f"({names})")
+    return sql
 
 
 def load_tables(path: Path | None = None) -> dict[str, TableSpec]:
@@ -284,5 +313,6 @@ def load_tables(path: Path | None = None) -> dict[str, TableSpec]:
             raise ConfigError(f"{source}: `{name}.key` must be a non-empty list of column names")
         if not 0 <= table.max_bad_fraction <= 1:
             raise ConfigError(f"{source}: `{name}.max_bad_fraction` must be within [0, 1]")
-        tables[name] = table
+        rules = {rule: _expand_references(str(sql)) for rule, sql in table.rules.items()}
+        tables[name] = dataclasses.replace(table, rules=rules)
     return tables

@@ -1,44 +1,230 @@
-"""Gold: business-level tables for BI, built from silver."""
+"""Gold: the star schema for BI, with the course's names so its queries and charts work
+(DimDate, DimCategory, DimItem, DimCountry, FactSales), and the marts built on it.
+
+Every builder is a pure function of DataFrames; `build` reads silver, runs them and writes
+gold. Dimensions are small and rebuilt; FactSales is rebuilt from silver at sale-line grain.
+A sale is reported under the country and category that held when it happened (point-in-time
+joins on the type 2 history kept by silver).
+"""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from ecomlake.config import Config
+from ecomlake.config import Config, reference_names
 from ecomlake.io import delta
 
 log = logging.getLogger(__name__)
 
+# DimDate.dateid counts days from 2018-12-31, so 2019-01-01 is 1 as in the course's DimDate.csv
+# and ids never change when the calendar grows.
+DATEID_EPOCH = "2018-12-31"
+CALENDAR_START = dt.date(2019, 1, 1)
+CALENDAR_END = dt.date(2021, 12, 31)
+UNKNOWN_ID, UNKNOWN = 0, "Unknown"   # the member facts point to when an attribute is unknown
 
-def to_sales_by_product(sales: DataFrame) -> DataFrame:
-    """One row per product: sale lines, units, revenue (price x quantity), first and last sale."""
-    return (sales
-            .groupBy("product_id")
+
+# -- dimensions ---------------------------------------------------------------------------------
+def to_dim_date(spark, start: dt.date, end: dt.date) -> DataFrame:
+    days = spark.sql(f"SELECT explode(sequence(DATE'{start}', DATE'{end}', INTERVAL 1 DAY)) AS date")
+    return days.select(
+        F.datediff("date", F.lit(DATEID_EPOCH)).alias("dateid"),
+        "date",
+        F.year("date").alias("Year"),
+        F.quarter("date").alias("Quarter"),
+        F.concat(F.lit("Q"), F.quarter("date")).alias("QuarterName"),
+        F.month("date").alias("Month"),
+        F.date_format("date", "MMMM").alias("Monthname"),
+        F.dayofmonth("date").alias("Day"),
+        F.dayofweek("date").alias("Weekday"),          # 1 = Sunday, as in the course's file
+        F.date_format("date", "EEEE").alias("WeekdayName"),
+    )
+
+
+def to_reference_dim(spark, kind: str, names_seen: DataFrame | None = None) -> DataFrame:
+    """DimCountry / DimCategory: the reference list (conf/reference) keeps the course's ids;
+    names seen in the data but not listed get the next ids, in name order; 0 is Unknown."""
+    known = reference_names(kind)
+    rows = [(UNKNOWN_ID, UNKNOWN)] + [(i + 1, n) for i, n in enumerate(known)]
+    if names_seen is not None:
+        new = sorted({r[0] for r in names_seen.distinct().collect() if r[0]} - set(known))
+        rows += [(len(known) + 1 + i, n) for i, n in enumerate(new)]
+    return spark.createDataFrame(rows, f"{kind}id int, {kind} string")
+
+
+def to_dim_item(products: DataFrame, dim_category: DataFrame) -> DataFrame:
+    return (products.filter(F.col("product_id").isNotNull())
+            .join(dim_category, on="category", how="left")
+            .select(F.col("product_id").alias("itemid"),
+                    F.col("model").alias("item"),
+                    "type", "brand",
+                    F.coalesce("categoryid", F.lit(UNKNOWN_ID)).alias("categoryid"),
+                    F.coalesce("category", F.lit(UNKNOWN)).alias("category"),
+                    F.col("price").alias("list_price")))
+
+
+# -- facts -----------------------------------------------------------------------------------
+def as_of(facts: DataFrame, history: DataFrame, key: str, at: str, attrs: list[str]) -> DataFrame:
+    """Left-join the version of `history` (type 2, keyed by `key`) valid at facts' `at`."""
+    h = history.select(F.col(key).alias("_h_key"), "valid_from", "valid_to", *attrs)
+    cond = ((facts[key] == h["_h_key"]) & (facts[at] >= h["valid_from"])
+            & (h["valid_to"].isNull() | (facts[at] < h["valid_to"])))
+    return facts.join(h, cond, how="left").drop("_h_key", "valid_from", "valid_to")
+
+
+def to_fact_sales(sales: DataFrame, customer_history: DataFrame, product_history: DataFrame,
+                  dim_country: DataFrame, dim_category: DataFrame) -> DataFrame:
+    """FactSales at sale-line grain: amount = price x quantity, with the country and category
+    that held at the sale's timestamp."""
+    with_country = as_of(sales, customer_history, "customer_id", "timestamp", ["country"])
+    with_category = as_of(with_country, product_history, "product_id", "timestamp", ["category"])
+    return (with_category
+            .join(dim_country, on="country", how="left")
+            .join(dim_category, on="category", how="left")
+            .select(F.col("id").alias("orderid"),
+                    F.datediff(F.to_date("timestamp"), F.lit(DATEID_EPOCH)).alias("dateid"),
+                    F.coalesce("countryid", F.lit(UNKNOWN_ID)).alias("countryid"),
+                    F.coalesce("categoryid", F.lit(UNKNOWN_ID)).alias("categoryid"),
+                    F.col("product_id").alias("itemid"),
+                    F.col("customer_id").alias("customerid"),
+                    "quantity", "price",
+                    (F.col("price") * F.col("quantity")).cast("decimal(18,2)").alias("amount"),
+                    F.col("timestamp").alias("sold_at")))
+
+
+# -- marts -----------------------------------------------------------------------------------
+def sales_wide(fact: DataFrame, dim_date: DataFrame, dim_country: DataFrame,
+               dim_category: DataFrame, dim_item: DataFrame) -> DataFrame:
+    return (fact.join(dim_date.select("dateid", "Year", "Quarter", "Month"), "dateid", "left")
+            .join(dim_country, "countryid", "left")
+            .join(dim_category, "categoryid", "left")
+            .join(dim_item.select(F.col("itemid"), "type"), "itemid", "left"))
+
+
+def total(df: DataFrame) -> DataFrame:
+    return df.agg(F.sum("amount").cast("decimal(22,2)").alias("total_sales"))
+
+
+def to_total_sales_per_country(wide: DataFrame) -> DataFrame:
+    return total(wide.groupBy("country"))
+
+
+def to_monthly_sales(wide: DataFrame) -> DataFrame:
+    return total(wide.groupBy("Year", "Month"))
+
+
+def to_sales_per_category(wide: DataFrame) -> DataFrame:
+    return total(wide.groupBy("category"))
+
+
+def to_quarterly_sales_per_item_type(wide: DataFrame) -> DataFrame:
+    return total(wide.groupBy("Year", "Quarter", F.coalesce("type", F.lit(UNKNOWN)).alias("type")))
+
+
+def _grouped(grouped, cols: list[str]) -> DataFrame:
+    # grouping_id tells a subtotal's NULL from a NULL value (0 = the finest level)
+    return grouped.agg(F.sum("amount").cast("decimal(22,2)").alias("total_sales"),
+                       F.grouping_id(*cols).alias("grouping_level"))
+
+
+def to_grouping_sets_country_category(wide: DataFrame) -> DataFrame:
+    cols = ["country", "category"]
+    sets = [[F.col("country"), F.col("category")], [F.col("country")], [F.col("category")], []]
+    return _grouped(wide.groupingSets(sets, *cols), cols)
+
+
+def to_rollup_year_country(wide: DataFrame) -> DataFrame:
+    return _grouped(wide.rollup("Year", "country"), ["Year", "country"])
+
+
+def to_cube_year_country(wide: DataFrame) -> DataFrame:
+    return _grouped(wide.cube("Year", "country"), ["Year", "country"])
+
+
+def to_sales_by_product(fact: DataFrame) -> DataFrame:
+    """One row per product: sale lines, units, revenue, first and last sale."""
+    return (fact.groupBy(F.col("itemid").alias("product_id"))
             .agg(F.count(F.lit(1)).alias("sale_lines"),
                  F.sum("quantity").cast("bigint").alias("units"),
-                 F.sum(F.col("price") * F.col("quantity")).cast("decimal(18,2)").alias("amount"),
-                 F.min("timestamp").alias("first_sale_at"),
-                 F.max("timestamp").alias("last_sale_at"))
-            .select("product_id", "sale_lines", "units", "amount", "first_sale_at",
-                    "last_sale_at"))
+                 F.sum("amount").cast("decimal(18,2)").alias("amount"),
+                 F.min("sold_at").alias("first_sale_at"),
+                 F.max("sold_at").alias("last_sale_at")))
 
 
-# gold table -> (builder, primary key). The publish stage reads this to know what to publish.
-GOLD_TABLES = {
-    "sales_by_product": (
-        lambda spark, cfg: to_sales_by_product(delta.read(spark, cfg, "silver.sales_data")),
-        ["product_id"]),
+MARTS = {
+    "total_sales_per_country": (to_total_sales_per_country, ["country"]),
+    "monthly_sales": (to_monthly_sales, ["Year", "Month"]),
+    "sales_per_category": (to_sales_per_category, ["category"]),
+    "quarterly_sales_per_item_type": (to_quarterly_sales_per_item_type, ["Year", "Quarter", "type"]),
+    "grouping_sets_country_category": (to_grouping_sets_country_category, []),
+    "rollup_year_country": (to_rollup_year_country, []),
+    "cube_year_country": (to_cube_year_country, []),
 }
+# gold table -> primary key in the warehouses (publish reads this)
+GOLD_TABLES = {"DimDate": ["dateid"], "DimCountry": ["countryid"], "DimCategory": ["categoryid"],
+               "DimItem": ["itemid"], "FactSales": ["orderid"],
+               "sales_by_product": ["product_id"],
+               **{name: key for name, (_, key) in MARTS.items()}}
+
+
+# -- I/O -------------------------------------------------------------------------------------
+def _history_or_empty(spark, cfg: Config, table: str, key: str, attr: str, key_type: str):
+    name = f"silver.{table}_history"
+    if delta.exists(spark, cfg, name):
+        return delta.read(spark, cfg, name)
+    return spark.createDataFrame([], f"{key} {key_type}, {attr} string, valid_from timestamp, "
+                                     "valid_to timestamp, is_current boolean")
+
+
+def build_tables(spark, cfg: Config) -> dict[str, DataFrame]:
+    sales = delta.read(spark, cfg, "silver.sales_data")
+    products = (delta.read(spark, cfg, "silver.electronics") if delta.exists(
+        spark, cfg, "silver.electronics") else None)
+    customers = _history_or_empty(spark, cfg, "customers", "customer_id", "country", "int")
+    product_history = _history_or_empty(spark, cfg, "electronics", "product_id", "category", "int")
+    if "product_id" not in product_history.columns:  # history keyed by _id: map it to product_id
+        product_history = product_history.join(
+            products.select("_id", "product_id"), "_id", "inner").drop("_id")
+
+    bounds = sales.agg(F.min("timestamp"), F.max("timestamp")).collect()[0]
+    start = min(CALENDAR_START, bounds[0].date()) if bounds[0] else CALENDAR_START
+    end = max(CALENDAR_END, bounds[1].date()) if bounds[1] else CALENDAR_END
+
+    dim_date = to_dim_date(spark, start, end)
+    dim_country = to_reference_dim(spark, "country", customers.select("country"))
+    dim_category = to_reference_dim(
+        spark, "category", products.select("category") if products is not None else None)
+    dim_item = to_dim_item(products, dim_category) if products is not None else \
+        spark.createDataFrame([], "itemid int, item string, type string, brand string, "
+                                  "categoryid int, category string, list_price decimal(12,2)")
+    fact = to_fact_sales(sales, customers, product_history, dim_country, dim_category)
+    tables = {"DimDate": dim_date, "DimCountry": dim_country, "DimCategory": dim_category,
+              "DimItem": dim_item, "FactSales": fact}
+    return tables
 
 
 def build(spark, cfg: Config) -> dict[str, int]:
     counts = {}
-    for name, (builder, _) in GOLD_TABLES.items():
-        df = builder(spark, cfg)
-        delta.overwrite(df, cfg, f"gold.{name}")
-        counts[name] = delta.read(spark, cfg, f"gold.{name}").count()
-        log.info("gold.%s: %d rows (Delta version %d)", name, counts[name],
-                 delta.version(spark, cfg, f"gold.{name}"))
+    for name, df in build_tables(spark, cfg).items():
+        counts[name] = write(spark, cfg, name, df)
+    read = {n: delta.read(spark, cfg, f"gold.{n}") for n in counts}
+    wide = sales_wide(read["FactSales"], read["DimDate"], read["DimCountry"],
+                      read["DimCategory"], read["DimItem"]).cache()
+    try:
+        for name, (builder, _) in MARTS.items():
+            counts[name] = write(spark, cfg, name, builder(wide))
+    finally:
+        wide.unpersist()
+    counts["sales_by_product"] = write(spark, cfg, "sales_by_product",
+                                       to_sales_by_product(read["FactSales"]))
     return counts
+
+
+def write(spark, cfg: Config, name: str, df: DataFrame) -> int:
+    delta.overwrite(df, cfg, f"gold.{name}")
+    n = delta.read(spark, cfg, f"gold.{name}").count()
+    log.info("gold.%s: %d rows (Delta version %d)", name, n, delta.version(spark, cfg, f"gold.{name}"))
+    return n

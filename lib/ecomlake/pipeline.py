@@ -23,6 +23,7 @@ class Run:
     run_date: dt.date
     ingested_at: dt.datetime
     targets: tuple[str, ...] = tuple(WAREHOUSES)
+    full_refresh: bool = False
     summary: dict = field(default_factory=dict)
 
     @property
@@ -33,17 +34,31 @@ class Run:
 def stage_bronze(spark, cfg: Config, run: Run) -> None:
     for name, spec in load_tables().items():
         if spec.source == "mysql":
-            n = bronze.ingest_mysql(spark, cfg, name, spec.key[0], run.batch_id, run.run_date,
-                                    run.ingested_at)
+            n = bronze.ingest_mysql(spark, cfg, name, spec, run.batch_id, run.run_date,
+                                    run.ingested_at, full_refresh=run.full_refresh)
+            keys = bronze.source_keys(spark, cfg, name, spec) if spec.detect_deletes else None
         else:
             n = bronze.ingest_mongo(spark, cfg, name, run.batch_id, run.run_date, run.ingested_at)
+            keys = None   # a MongoDB batch is a full snapshot: silver deletes what it lacks
         run.summary[f"bronze.{name}"] = n
+        if keys is not None and not run.full_refresh:
+            gone = bronze.record_deletes(spark, cfg, name, spec, run.batch_id, run.run_date,
+                                         run.ingested_at, keys)
+            run.summary[f"bronze.{name}_deletes"] = gone
+
+
+def full_snapshot(spec, run: Run) -> bool:
+    """A batch that holds every source row: keys missing from it are deletions."""
+    return spec.source == "mongo" or run.full_refresh or not spec.incremental
 
 
 def stage_silver(spark, cfg: Config, run: Run) -> None:
     for name, spec in load_tables().items():
-        # The skeleton's bronze batches are full snapshots: keys missing from one are deletions.
-        counts = silver.build_table(spark, cfg, name, spec, run.batch_id, full_snapshot=True)
+        if not delta.exists(spark, cfg, f"bronze.{name}"):
+            log.warning("silver.%s: no bronze table yet, skipped", name)
+            continue
+        counts = silver.build_table(spark, cfg, name, spec, run.batch_id,
+                                    full_snapshot=full_snapshot(spec, run))
         run.summary[f"silver.{name}"] = delta.read(spark, cfg, f"silver.{name}").count()
         run.summary[f"silver.{name}_quarantine (this batch)"] = counts.quarantined
 
@@ -56,7 +71,7 @@ def stage_gold(spark, cfg: Config, run: Run) -> None:
 def stage_publish(spark, cfg: Config, run: Run) -> None:
     for target in run.targets:
         wh = warehouse(target, cfg)
-        for name, (_, key) in gold.GOLD_TABLES.items():
+        for name, key in gold.GOLD_TABLES.items():
             result = publish_table(spark, wh, name, delta.read(spark, cfg, f"gold.{name}"), key)
             run.summary[f"{target}: {wh.qualified(name)}"] = result.rows
 

@@ -33,6 +33,10 @@ def parser(job: str, doc: str, stages: list[str]) -> argparse.ArgumentParser:
                    help="the data interval's date, YYYY-MM-DD (Airflow passes {{ ds }}); names "
                         "the batch, so rerunning a date replaces that date's batch. "
                         "Default: today (UTC)")
+    if "bronze" in stages:
+        p.add_argument("--full-refresh", action="store_true",
+                       help="read every source row again instead of only what changed since "
+                            "the stored watermark (and apply deletions by comparing snapshots)")
     if "publish" in stages:
         p.add_argument("--target", choices=[*WAREHOUSES, "all"], default="all",
                        help="warehouse(s) to publish gold to (default: all)")
@@ -53,7 +57,8 @@ def main(job: str, doc: str, stages: list[str], argv: list[str] | None = None) -
     if args.run_date is None:
         log.info("no --run-date given: using today (UTC) %s", run_date)
     targets = tuple(WAREHOUSES) if getattr(args, "target", "all") == "all" else (args.target,)
-    run = pipeline.Run(run_date=run_date, ingested_at=now.replace(tzinfo=None), targets=targets)
+    run = pipeline.Run(run_date=run_date, ingested_at=now.replace(tzinfo=None), targets=targets,
+                       full_refresh=getattr(args, "full_refresh", False))
     try:
         cfg = load_config(args.env)
         log.info("%s: env %s (%s), run date %s, stages %s", job, cfg.env, cfg.source_file,

@@ -6,7 +6,6 @@ from chispa import assert_df_equality
 from pyspark.sql import types as T
 
 from ecomlake.bronze import with_audit_columns, with_delta_safe_names
-from ecomlake.gold import to_sales_by_product
 from ecomlake.quality import split_valid, with_failed_rules
 from ecomlake.silver import latest_per_key, typed_sales
 
@@ -76,21 +75,6 @@ def test_typed_sales_casts_jdbc_types(spark):
         "id decimal(20,0), product_id int, customer_id int, price decimal(12,2), quantity int, "
         "timestamp timestamp, updated_at timestamp, _batch_id string, _source string")
     assert typed_sales(raw).schema == SALES
-
-
-def test_to_sales_by_product_sums_price_times_quantity(spark):
-    df = spark.createDataFrame([
-        sale(1, 10, "2.50", 2, ts=dt.datetime(2020, 1, 1)),
-        sale(2, 10, "1.00", 3, ts=dt.datetime(2020, 1, 3)),
-        sale(3, 11, "9.99", 1, ts=dt.datetime(2020, 1, 2)),
-    ], SALES)
-    expected = spark.createDataFrame([
-        (10, 2, 5, Decimal("8.00"), dt.datetime(2020, 1, 1), dt.datetime(2020, 1, 3)),
-        (11, 1, 1, Decimal("9.99"), dt.datetime(2020, 1, 2), dt.datetime(2020, 1, 2)),
-    ], "product_id int, sale_lines long, units long, amount decimal(18,2), "
-       "first_sale_at timestamp, last_sale_at timestamp")
-    assert_df_equality(to_sales_by_product(df), expected, ignore_row_order=True,
-                       ignore_nullable=True)
 
 
 def test_with_delta_safe_names_maps_spaces_explicitly(spark):

@@ -20,9 +20,9 @@ SCHEMA = T.StructType([
 def test_postgres_types_and_lowercase_names(cfg):
     pg = PostgresWarehouse(cfg)
     sql = pg.create_table_sql("Sales", pg.columns(SCHEMA, {"model": 20}), ["product_id"])
-    assert sql == ("CREATE TABLE public.sales (product_id INTEGER NOT NULL, amount NUMERIC(38,2), "
-                   "model TEXT, last_sale_at TIMESTAMPTZ, on_sale BOOLEAN, "
-                   "PRIMARY KEY (product_id))")
+    assert sql == ('CREATE TABLE "public"."sales" ("product_id" INTEGER NOT NULL, '
+                   '"amount" NUMERIC(38,2), "model" TEXT, "last_sale_at" TIMESTAMPTZ, '
+                   '"on_sale" BOOLEAN, PRIMARY KEY ("product_id"))')
 
 
 def test_db2_types_respect_db2_limits(cfg):
@@ -44,14 +44,23 @@ def test_db2_swap_deletes_then_inserts_in_one_unit_of_work(cfg):
     db2 = DB2Warehouse(cfg)
     cols = db2.columns(SCHEMA, {})
     stmts = db2.replace_statements("sales", "stg_sales_1", cols)
-    assert stmts[0] == "DELETE FROM APP.SALES"  # not TRUNCATE ... IMMEDIATE: it cannot roll back
-    assert stmts[1].startswith("INSERT INTO APP.SALES (PRODUCT_ID, AMOUNT, MODEL, ")
-    assert stmts[2] == "DROP TABLE APP.STG_SALES_1"
+    assert stmts[0] == 'DELETE FROM "APP"."SALES"'  # not TRUNCATE ... IMMEDIATE: no rollback
+    assert stmts[1].startswith('INSERT INTO "APP"."SALES" ("PRODUCT_ID", "AMOUNT", "MODEL", ')
+    assert stmts[2] == 'DROP TABLE "APP"."STG_SALES_1"'
 
 
 def test_postgres_swap_uses_transactional_truncate(cfg):
     pg = PostgresWarehouse(cfg)
-    assert pg.replace_statements("s", "stg", pg.columns(SCHEMA, {}))[0] == "TRUNCATE public.s"
+    assert pg.replace_statements("s", "stg", pg.columns(SCHEMA, {}))[0] == 'TRUNCATE "public"."s"'
+
+
+def test_reserved_words_are_quoted_in_the_database_case(cfg):
+    field = T.StructType([T.StructField("date", T.DateType()), T.StructField("Year", T.IntegerType())])
+    db2, pg = DB2Warehouse(cfg), PostgresWarehouse(cfg)
+    assert db2.create_table_sql("DimDate", db2.columns(field, {}), []) == \
+        'CREATE TABLE "APP"."DIMDATE" ("DATE" DATE, "YEAR" INTEGER)'
+    assert pg.create_table_sql("DimDate", pg.columns(field, {}), []) == \
+        'CREATE TABLE "public"."dimdate" ("date" DATE, "year" INTEGER)'
 
 
 def test_identifiers_are_validated(cfg):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from delta.tables import DeltaTable
+from pyspark.sql import functions as F
 
 from ecomlake.config import Config
 
@@ -67,3 +68,33 @@ def merge(spark, cfg: Config, name: str, source, keys: list[str], *,
     return {"inserted": int(metrics.get("numTargetRowsInserted", 0)),
             "updated": int(metrics.get("numTargetRowsUpdated", 0)),
             "deleted": int(metrics.get("numTargetRowsDeleted", 0))}
+
+
+def close_and_append_versions(spark, cfg: Config, name: str, versions, keys: list[str]) -> None:
+    """Type 2 history in one commit: each row of `versions` (with valid_from, valid_to=NULL,
+    is_current, _is_new) closes the current version of its key at its valid_from and is
+    appended as the new current version."""
+    staged = versions.select("*", *[F.lit(None).cast(versions.schema[k].dataType).alias(f"_mk_{k}")
+                                    for k in keys])
+    closers = versions.filter(~F.col("_is_new")).select(
+        "*", *[F.col(k).alias(f"_mk_{k}") for k in keys])
+    source = staged.unionByName(closers).drop("_is_new")
+    on = " AND ".join(f"t.`{k}` = s.`_mk_{k}`" for k in keys) + " AND t.is_current"
+    columns = [c for c in versions.columns if c != "_is_new"]
+    (DeltaTable.forPath(spark, path(cfg, name)).alias("t")
+     .merge(source.alias("s"), on)
+     .whenMatchedUpdate(set={"valid_to": "s.valid_from", "is_current": "false"})
+     .whenNotMatchedInsert(condition=f"s.`_mk_{keys[0]}` IS NULL",
+                           values={c: f"s.`{c}`" for c in columns})
+     .execute())
+
+
+def delete_keys(spark, cfg: Config, name: str, keys_df, keys: list[str]) -> int:
+    """Delete the rows whose key is in `keys_df`; returns how many were deleted."""
+    if not exists(spark, cfg, name):
+        return 0
+    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    table = DeltaTable.forPath(spark, path(cfg, name))
+    table.alias("t").merge(keys_df.alias("s"), on).whenMatchedDelete().execute()
+    metrics = table.history(1).collect()[0]["operationMetrics"] or {}
+    return int(metrics.get("numTargetRowsDeleted", 0))

@@ -44,3 +44,13 @@ def read_collection(spark, cfg: Config, collection: str, schema):
             .option("collection", collection)
             .option("partitioner", PARTITIONER)
             .load())
+
+
+def top_level_fields(cfg: Config, collection: str) -> list[str]:
+    """Every top-level field name used in the collection. FerretDB 1.x has no $objectToArray
+    nor $$ROOT, so the driver scans the documents; the catalog is small."""
+    names: set[str] = set()
+    with client(cfg) as c:
+        for doc in c[cfg.mongo.database][collection].find({}, batch_size=5000):
+            names.update(doc.keys())
+    return sorted(names)

@@ -72,3 +72,11 @@ def read_table(spark, cfg: Config, table: str, *, key: str, where: str = "1=1",
         reader = (reader.option("partitionColumn", key).option("lowerBound", lo)
                   .option("upperBound", hi + 1).option("numPartitions", partitions))
     return reader.load()
+
+
+def read_keys(spark, cfg: Config, table: str, keys: list[str]):
+    """Every key of `table` (for detecting deletions by comparing key sets)."""
+    cols = ", ".join(f"`{k}`" for k in keys)
+    return (spark.read.format("jdbc").options(**jdbc_options(cfg))
+            .option("dbtable", f"(SELECT {cols} FROM `{table}`) AS k")
+            .option("fetchsize", 50_000).load())

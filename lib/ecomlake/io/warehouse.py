@@ -42,8 +42,14 @@ class Warehouse:
         self.cfg = cfg
 
     # names and types ---------------------------------------------------------------------
-    def ident(self, name: str) -> str:
+    def norm(self, name: str) -> str:
+        """The name as the database stores an unquoted identifier (case-folded)."""
         raise NotImplementedError
+
+    def ident(self, name: str) -> str:
+        """The name for SQL text: case-folded and quoted, so words that are reserved in one
+        database (DATE, YEAR, ...) are safe as column names in both."""
+        return f'"{self.norm(name)}"'
 
     def qualified(self, table: str) -> str:
         return f"{self.ident(self.schema)}.{self.ident(table)}"
@@ -52,22 +58,20 @@ class Warehouse:
         raise NotImplementedError
 
     def columns(self, schema: T.StructType, string_lengths: dict[str, int]) -> list[Column]:
-        return [Column(self.ident(f.name), self.sql_type(f, string_lengths.get(f.name)),
+        return [Column(self.norm(f.name), self.sql_type(f, string_lengths.get(f.name)),
                        f.nullable) for f in schema.fields]
 
     def create_table_sql(self, table: str, columns: list[Column], primary_key: list[str]) -> str:
-        cols = [f"{c.name} {c.sql_type}{'' if c.nullable and c.name not in self._pk(primary_key) else ' NOT NULL'}"
-                for c in columns]
-        if primary_key:
-            cols.append(f"PRIMARY KEY ({', '.join(self._pk(primary_key))})")
+        pk = [self.norm(k) for k in primary_key]
+        cols = [f"{self.ident(c.name)} {c.sql_type}"
+                f"{'' if c.nullable and c.name not in pk else ' NOT NULL'}" for c in columns]
+        if pk:
+            cols.append(f"PRIMARY KEY ({', '.join(self.ident(k) for k in pk)})")
         return f"CREATE TABLE {self.qualified(table)} ({', '.join(cols)})"
-
-    def _pk(self, primary_key: list[str]) -> list[str]:
-        return [self.ident(k) for k in primary_key]
 
     def replace_statements(self, target: str, staging: str, columns: list[Column]) -> list[str]:
         """Statements that, in one transaction, make `target` hold exactly `staging`'s rows."""
-        cols = ", ".join(c.name for c in columns)
+        cols = ", ".join(self.ident(c.name) for c in columns)
         return [f"DELETE FROM {self.qualified(target)}",
                 f"INSERT INTO {self.qualified(target)} ({cols}) "
                 f"SELECT {cols} FROM {self.qualified(staging)}",
@@ -101,7 +105,7 @@ class PostgresWarehouse(Warehouse):
     def schema(self) -> str:
         return self.cfg.postgres.schema
 
-    def ident(self, name: str) -> str:
+    def norm(self, name: str) -> str:
         return _safe(name).lower()
 
     def sql_type(self, field: T.StructField, max_len: int | None) -> str:
@@ -144,13 +148,12 @@ class PostgresWarehouse(Warehouse):
 
     def list_tables(self, conn, prefix):
         rows = conn.query("SELECT table_name FROM information_schema.tables WHERE table_schema = "
-                          f"'{self.ident(self.schema)}' AND table_name LIKE "
-                          f"'{self.ident(prefix)}%'")
-        return [r[0] for r in rows if r[0].startswith(self.ident(prefix))]
+                          f"'{self.norm(self.schema)}' AND table_name LIKE '{self.norm(prefix)}%'")
+        return [r[0] for r in rows if r[0].startswith(self.norm(prefix))]
 
     def table_columns(self, conn, table):
         rows = conn.query("SELECT column_name FROM information_schema.columns WHERE table_schema = "
-                          f"'{self.ident(self.schema)}' AND table_name = '{self.ident(table)}' "
+                          f"'{self.norm(self.schema)}' AND table_name = '{self.norm(table)}' "
                           "ORDER BY ordinal_position")
         return [r[0] for r in rows] or None
 
@@ -166,7 +169,7 @@ class DB2Warehouse(Warehouse):
     def schema(self) -> str:
         return self.cfg.db2.schema
 
-    def ident(self, name: str) -> str:
+    def norm(self, name: str) -> str:
         return _safe(name).upper()
 
     def sql_type(self, field: T.StructField, max_len: int | None) -> str:
@@ -211,10 +214,10 @@ class DB2Warehouse(Warehouse):
                 "driver": self.jdbc_driver}
 
     def list_tables(self, conn, prefix):
-        return [t for t in conn.tables(self.ident(self.schema)) if t.startswith(self.ident(prefix))]
+        return [t for t in conn.tables(self.norm(self.schema)) if t.startswith(self.norm(prefix))]
 
     def table_columns(self, conn, table):
-        return conn.columns(self.ident(self.schema), self.ident(table)) or None
+        return conn.columns(self.norm(self.schema), self.norm(table)) or None
 
 
 _COMMON_TYPES = {
