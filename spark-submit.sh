@@ -46,6 +46,11 @@ if [[ ! -x "$PY" ]]; then
   echo "spark-submit.sh: no virtualenv at $VENV. Run 'make setup' first." >&2; exit 2
 fi
 
+if [[ "$ENV_NAME" == yarn ]]; then
+  # The local Hadoop's client config (`ecomlake hadoop up`), unless a real cluster's is given.
+  export HADOOP_CONF_DIR="${HADOOP_CONF_DIR:-$ROOT/.local/hadoop/conf}"
+fi
+
 # Loopback only on these machines; executors must run the virtualenv's python.
 export SPARK_LOCAL_IP=127.0.0.1
 export PYSPARK_PYTHON="$PY" PYSPARK_DRIVER_PYTHON="$PY"

@@ -9,7 +9,7 @@ import logging
 import sys
 import time
 
-from ecomlake import stack
+from ecomlake import hadoop, stack
 from ecomlake.config import load_config
 from ecomlake.errors import EcomlakeError
 
@@ -50,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("action", choices=["up", "down", "status"])
     s.set_defaults(func=cmd_stack)
+
+    hadoop.add_cli(sub)
 
     from ecomlake.sources.capstone import CAPSTONE_DIR
     c = sub.add_parser("load-capstone",

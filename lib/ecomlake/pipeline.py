@@ -11,7 +11,7 @@ from ecomlake import bronze, gold, silver
 from ecomlake.config import Config, load_tables
 from ecomlake.io import delta, mongo, mysql
 from ecomlake.io.warehouse import WAREHOUSES, warehouse
-from ecomlake.publish import publish_table
+from ecomlake.publish import publish_table, refresh_derived
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,7 @@ class Run:
     run_date: dt.date
     ingested_at: dt.datetime
     targets: tuple[str, ...] = tuple(WAREHOUSES)
+    tables: tuple[str, ...] = ()          # gold tables to publish; empty = all
     full_refresh: bool = False
     summary: dict = field(default_factory=dict)
 
@@ -71,9 +72,13 @@ def stage_gold(spark, cfg: Config, run: Run) -> None:
 def stage_publish(spark, cfg: Config, run: Run) -> None:
     for target in run.targets:
         wh = warehouse(target, cfg)
-        for name, key in gold.GOLD_TABLES.items():
-            result = publish_table(spark, wh, name, delta.read(spark, cfg, f"gold.{name}"), key)
+        names = run.tables or tuple(gold.GOLD_TABLES)
+        for name in names:
+            result = publish_table(spark, wh, name, delta.read(spark, cfg, f"gold.{name}"),
+                                   gold.GOLD_TABLES.get(name, []))
             run.summary[f"{target}: {wh.qualified(name)}"] = result.rows
+        for obj in refresh_derived(spark, wh, list(names)):
+            run.summary[f"{target}: {wh.qualified(obj)} (refreshed)"] = "-"
 
 
 STAGES = {"bronze": stage_bronze, "silver": stage_silver, "gold": stage_gold,

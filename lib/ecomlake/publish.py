@@ -69,6 +69,27 @@ def same_totals(expected: list, actual: list) -> bool:
     return True
 
 
+def refresh_derived(spark, wh: Warehouse, published: list[str]) -> list[str]:
+    """Create (once) and refresh the warehouse-side objects derived from published tables,
+    e.g. the materialized total_sales_per_country. Returns what was refreshed."""
+    done = []
+    conn = wh.connect(spark)
+    try:
+        for obj in wh.derived_objects():
+            if not set(obj.depends_on) & set(published):
+                continue
+            if not wh.table_exists(conn, obj.name):
+                conn.execute(obj.create_sql)
+            for sql in obj.refresh_sql:
+                conn.execute(sql)
+            conn.commit()
+            done.append(obj.name)
+            log.info("%s: refreshed %s", wh.name, wh.qualified(obj.name))
+    finally:
+        conn.close()
+    return done
+
+
 def publish_table(spark, wh: Warehouse, table: str, df: DataFrame, primary_key: list[str]) -> PublishResult:
     t0 = time.monotonic()
     conn = wh.connect(spark)
@@ -83,6 +104,8 @@ def publish_table(spark, wh: Warehouse, table: str, df: DataFrame, primary_key: 
         staging = staging_prefix(table) + uuid.uuid4().hex[:8]
         conn.execute(wh.create_table_sql(staging, columns, primary_key=[]))
         conn.commit()
+        log.info("%s: writing %d rows of gold.%s into staging %s", wh.name, expected[0], table,
+                 wh.qualified(staging))
 
         out = df.select([F.col(f.name).alias(c.name) for f, c in zip(df.schema.fields, columns)])
         (out.repartition(max(1, min(MAX_WRITE_PARTITIONS, expected[0] // 100_000 + 1)))
@@ -91,7 +114,7 @@ def publish_table(spark, wh: Warehouse, table: str, df: DataFrame, primary_key: 
          .option("batchsize", JDBC_BATCH_SIZE)
          .mode("append").save())
 
-        sums = ", ".join(f"SUM({wh.ident(c)})" for c in numeric_columns(df.schema))
+        sums = ", ".join(wh.sum_sql(c, df.schema[c].dataType) for c in numeric_columns(df.schema))
         actual = list(conn.query(f"SELECT COUNT(*){', ' + sums if sums else ''} "
                                  f"FROM {wh.qualified(staging)}")[0])
         if not same_totals(expected, actual):
@@ -101,6 +124,8 @@ def publish_table(spark, wh: Warehouse, table: str, df: DataFrame, primary_key: 
                 f"{wh.name}: {table} staging does not match gold "
                 f"(count, sums of {numeric_columns(df.schema)}): gold={expected} "
                 f"staging={actual}; the target was not changed")
+        log.info("%s: staging %s reconciled with gold.%s (%d rows); swapping", wh.name,
+                 wh.qualified(staging), table, expected[0])
 
         existing = wh.table_columns(conn, table)
         wanted = [c.name for c in columns]
@@ -108,7 +133,7 @@ def publish_table(spark, wh: Warehouse, table: str, df: DataFrame, primary_key: 
         if existing is not None and [e.upper() for e in existing] != [w.upper() for w in wanted]:
             log.warning("%s: %s changed columns (%s -> %s): recreating it", wh.name, table,
                         existing, wanted)
-            statements.append(f"DROP TABLE {wh.qualified(table)}")
+            statements.append(wh.drop_table_sql(table))
             existing = None
         if existing is None:
             statements.append(wh.create_table_sql(table, columns, primary_key))

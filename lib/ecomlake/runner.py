@@ -40,6 +40,8 @@ def parser(job: str, doc: str, stages: list[str]) -> argparse.ArgumentParser:
     if "publish" in stages:
         p.add_argument("--target", choices=[*WAREHOUSES, "all"], default="all",
                        help="warehouse(s) to publish gold to (default: all)")
+        p.add_argument("--tables", nargs="+", default=[], metavar="TABLE",
+                       help="gold tables to publish (default: every gold table)")
     return p
 
 
@@ -58,7 +60,8 @@ def main(job: str, doc: str, stages: list[str], argv: list[str] | None = None) -
         log.info("no --run-date given: using today (UTC) %s", run_date)
     targets = tuple(WAREHOUSES) if getattr(args, "target", "all") == "all" else (args.target,)
     run = pipeline.Run(run_date=run_date, ingested_at=now.replace(tzinfo=None), targets=targets,
-                       full_refresh=getattr(args, "full_refresh", False))
+                       full_refresh=getattr(args, "full_refresh", False),
+                       tables=tuple(getattr(args, "tables", [])))
     try:
         cfg = load_config(args.env)
         log.info("%s: env %s (%s), run date %s, stages %s", job, cfg.env, cfg.source_file,

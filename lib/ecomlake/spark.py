@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from string import Template
 
 from ecomlake.config import PROJECT_ROOT, Config
 
@@ -40,8 +41,19 @@ def spark_conf(cfg: Config) -> dict[str, str]:
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
     }
-    conf.update(cfg.spark.conf)
+    conf.update({k: _expand(v) for k, v in cfg.spark.conf.items()})
     return conf
+
+
+def _expand(value: str) -> str:
+    """Fill ${PYSPARK_HOME}, ${PYTHON} and ${PROJECT_ROOT} in conf/<env>.yaml Spark values:
+    machine paths (e.g. spark.yarn.jars=local:${PYSPARK_HOME}/jars/*) stay out of the YAML."""
+    import pyspark
+
+    return Template(value).safe_substitute(
+        PYSPARK_HOME=str(Path(pyspark.__file__).resolve().parent),
+        PYTHON=os.environ.get("PYSPARK_PYTHON", sys.executable),
+        PROJECT_ROOT=str(PROJECT_ROOT))
 
 
 def session(cfg: Config, app_name: str = "ecomlake"):

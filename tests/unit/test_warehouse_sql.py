@@ -80,3 +80,20 @@ def test_same_totals_compares_exactly_and_floats_closely():
     assert not same_totals([3, Decimal("1.10")], [3, Decimal("1.11")])
     assert same_totals([1, 0.1 + 0.2], [1, 0.3])
     assert not same_totals([3, 1], [2, 1])
+
+
+def test_postgres_materializes_total_sales_per_country(cfg):
+    (mv,) = PostgresWarehouse(cfg).derived_objects()
+    assert mv.create_sql == (
+        'CREATE MATERIALIZED VIEW "public"."mv_total_sales_per_country" AS SELECT c."country" AS '
+        '"country", SUM(f."amount") AS "total_sales" FROM "public"."factsales" f JOIN '
+        '"public"."dimcountry" c ON f."countryid" = c."countryid" GROUP BY c."country" WITH NO DATA')
+    assert mv.refresh_sql == ('REFRESH MATERIALIZED VIEW "public"."mv_total_sales_per_country"',)
+
+
+def test_db2_mqt_is_deferred_and_refreshed(cfg):
+    mqt = DB2Warehouse(cfg).mqt_total_sales_per_country()
+    assert mqt.create_sql.startswith('CREATE TABLE "APP"."MQT_TOTAL_SALES_PER_COUNTRY" AS (SELECT ')
+    assert mqt.create_sql.endswith(") DATA INITIALLY DEFERRED REFRESH DEFERRED")
+    assert mqt.refresh_sql == ('REFRESH TABLE "APP"."MQT_TOTAL_SALES_PER_COUNTRY"',)
+    assert DB2Warehouse(cfg).derived_objects() == []   # the Derby stand-in has no MQTs

@@ -26,6 +26,21 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Derived:
+    """A warehouse-side object computed from published tables, refreshed after a publish."""
+    name: str
+    depends_on: tuple[str, ...]
+    create_sql: str
+    refresh_sql: tuple[str, ...]
+
+
+# The course's materialized total_sales_per_country, over the published star schema.
+TOTAL_SALES_PER_COUNTRY = ("SELECT c.{country} AS {country}, SUM(f.{amount}) AS {total_sales} "
+                           "FROM {factsales} f JOIN {dimcountry} c ON f.{countryid} = c.{countryid} "
+                           "GROUP BY c.{country}")
+
+
+@dataclass(frozen=True)
 class Column:
     name: str
     sql_type: str
@@ -68,6 +83,27 @@ class Warehouse:
         if pk:
             cols.append(f"PRIMARY KEY ({', '.join(self.ident(k) for k in pk)})")
         return f"CREATE TABLE {self.qualified(table)} ({', '.join(cols)})"
+
+    def drop_table_sql(self, table: str) -> str:
+        return f"DROP TABLE {self.qualified(table)}"
+
+    def sum_sql(self, column: str, data_type: T.DataType) -> str:
+        """SUM for reconciliation. DB2 (and Derby) sum an INTEGER column into an INTEGER, which
+        overflows on a big fact table: widen integers first."""
+        if isinstance(data_type, (T.IntegerType, T.ShortType, T.ByteType)):
+            return f"SUM(CAST({self.ident(column)} AS BIGINT))"
+        return f"SUM({self.ident(column)})"
+
+    def table_exists(self, conn, table: str) -> bool:
+        return self.table_columns(conn, table) is not None
+
+    def derived_objects(self) -> list[Derived]:
+        return []
+
+    def _total_sales_per_country_select(self) -> str:
+        names = {n: self.ident(n) for n in ("country", "amount", "total_sales", "countryid")}
+        return TOTAL_SALES_PER_COUNTRY.format(
+            factsales=self.qualified("FactSales"), dimcountry=self.qualified("DimCountry"), **names)
 
     def replace_statements(self, target: str, staging: str, columns: list[Column]) -> list[str]:
         """Statements that, in one transaction, make `target` hold exactly `staging`'s rows."""
@@ -117,6 +153,20 @@ class PostgresWarehouse(Warehouse):
         if isinstance(t, T.TimestampType):
             return "TIMESTAMPTZ"
         return _COMMON_TYPES[type(t)]
+
+    def drop_table_sql(self, table):
+        # CASCADE: the materialized view on it is recreated by refresh_derived after publish
+        return f"DROP TABLE {self.qualified(table)} CASCADE"
+
+    def derived_objects(self):
+        mv = "mv_total_sales_per_country"
+        return [Derived(mv, ("FactSales", "DimCountry"),
+                        f"CREATE MATERIALIZED VIEW {self.qualified(mv)} AS "
+                        f"{self._total_sales_per_country_select()} WITH NO DATA",
+                        (f"REFRESH MATERIALIZED VIEW {self.qualified(mv)}",))]
+
+    def table_exists(self, conn, table):
+        return bool(conn.query(f"SELECT to_regclass('{self.norm(self.schema)}.{self.norm(table)}')")[0][0])
 
     def replace_statements(self, target, staging, columns):
         # TRUNCATE is transactional in PostgreSQL (readers wait for the commit, then see the
@@ -186,6 +236,21 @@ class DB2Warehouse(Warehouse):
         if isinstance(t, T.BooleanType):
             return "SMALLINT"
         return _COMMON_TYPES[type(t)]
+
+    def derived_objects(self):
+        if not self.cfg.db2.is_real_db2:
+            # Materialized query tables are DB2's; the Derby stand-in has none. The statements
+            # are unit-tested and run against a real DB2 (DB2_URL).
+            return []
+        return [self.mqt_total_sales_per_country()]
+
+    def mqt_total_sales_per_country(self) -> Derived:
+        mqt = "mqt_total_sales_per_country"
+        return Derived(mqt, ("FactSales", "DimCountry"),
+                       f"CREATE TABLE {self.qualified(mqt)} AS "
+                       f"({self._total_sales_per_country_select()}) "
+                       "DATA INITIALLY DEFERRED REFRESH DEFERRED",
+                       (f"REFRESH TABLE {self.qualified(mqt)}",))
 
     @property
     def user(self) -> str:

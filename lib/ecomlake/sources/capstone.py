@@ -5,10 +5,13 @@ Both loads replace what was there, so running them again gives the same source s
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from importlib import resources
 from pathlib import Path
+
+from bson import ObjectId
 
 from ecomlake.config import PROJECT_ROOT, Config
 from ecomlake.io import mongo, mysql
@@ -50,9 +53,18 @@ def load_sales(cfg: Config, csv_path: Path) -> int:
         conn.close()
 
 
+def capstone_object_id(line_number: int) -> ObjectId:
+    """A fixed _id per line of catalog.json. mongoimport would draw random ones; fixed ids keep
+    the same document the same record across reloads (silver would otherwise see every document
+    deleted and re-inserted)."""
+    return ObjectId(hashlib.sha256(f"capstone/catalog.json:{line_number}".encode()).digest()[:12])
+
+
 def load_catalog(cfg: Config, json_path: Path) -> int:
-    """Load catalog.json (one document a line) into catalog.electronics, replacing it."""
-    docs = [json.loads(line) for line in json_path.read_text().splitlines() if line.strip()]
+    """Load catalog.json (one document a line, fields unchanged) into catalog.electronics,
+    replacing it."""
+    lines = [line for line in json_path.read_text().splitlines() if line.strip()]
+    docs = [{"_id": capstone_object_id(i), **json.loads(line)} for i, line in enumerate(lines, 1)]
     with mongo.client(cfg) as c:
         coll = c[cfg.mongo.database]["electronics"]
         coll.drop()
