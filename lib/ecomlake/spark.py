@@ -45,13 +45,22 @@ def spark_conf(cfg: Config) -> dict[str, str]:
     return conf
 
 
+def _spark_home() -> str:
+    # Under spark-submit, `pyspark` is imported from python/lib/pyspark.zip; SPARK_HOME (set by
+    # spark-submit) is where the jars are. Elsewhere it is the installed pyspark package.
+    home = os.environ.get("SPARK_HOME")
+    if home and (Path(home) / "jars").is_dir():
+        return home
+    import pyspark
+
+    return str(Path(pyspark.__file__).resolve().parent)
+
+
 def _expand(value: str) -> str:
     """Fill ${PYSPARK_HOME}, ${PYTHON} and ${PROJECT_ROOT} in conf/<env>.yaml Spark values:
     machine paths (e.g. spark.yarn.jars=local:${PYSPARK_HOME}/jars/*) stay out of the YAML."""
-    import pyspark
-
     return Template(value).safe_substitute(
-        PYSPARK_HOME=str(Path(pyspark.__file__).resolve().parent),
+        PYSPARK_HOME=_spark_home(),
         PYTHON=os.environ.get("PYSPARK_PYTHON", sys.executable),
         PROJECT_ROOT=str(PROJECT_ROOT))
 
