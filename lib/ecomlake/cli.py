@@ -59,6 +59,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--dir", type=__import__("pathlib").Path, default=CAPSTONE_DIR,
                    help=f"folder of the course files (default {CAPSTONE_DIR})")
     c.set_defaults(func=cmd_load_capstone)
+
+    from ecomlake.sources.cli_commands import add_commands
+    add_commands(sub)      # generate, changes, generate-logs
     return p
 
 

@@ -37,6 +37,21 @@ class SparkSettings:
 @dataclass(frozen=True)
 class LakeSettings:
     root: str
+    vacuum_retention_hours: int = 168   # VACUUM keeps a week of history for time travel
+
+
+@dataclass(frozen=True)
+class WeblogSettings:
+    input: str = "../shared/capstone/accesslog.txt"   # a file or a folder of access logs
+    drop_ip: str = "198.46.149.143"                    # the course's address to leave out
+    archive: str = ".local/archive/weblog"             # the daily job's archived IP lists
+
+
+@dataclass(frozen=True)
+class AnalyticsSettings:
+    searchterms: str = "../shared/capstone/searchterms.csv"
+    pretrained_model: str = "../shared/capstone/sales_prediction.model"
+    forecast_years: int = 2                            # years after the last one in gold
 
 
 @dataclass(frozen=True)
@@ -135,6 +150,8 @@ class Config:
     postgres: PostgresSettings
     db2: DB2Settings
     stack: StackSettings
+    weblog: WeblogSettings = field(default_factory=WeblogSettings)
+    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
     source_file: str = ""
 
     def path(self, value: str) -> str:
@@ -226,7 +243,8 @@ def _coerce(type_name: str, value: Any, key: str, source: str):
 
 
 _SECTIONS = {c.__name__: c for c in (SparkSettings, LakeSettings, MySQLSettings, MongoSettings,
-                                  PostgresSettings, DB2Settings, StackSettings)}
+                                  PostgresSettings, DB2Settings, StackSettings, WeblogSettings,
+                                  AnalyticsSettings)}
 
 
 OVERRIDES_VAR = "ECOMLAKE_OVERRIDES"

@@ -81,8 +81,27 @@ def stage_publish(spark, cfg: Config, run: Run) -> None:
             run.summary[f"{target}: {wh.qualified(obj)} (refreshed)"] = "-"
 
 
+def stage_analytics(spark, cfg: Config, run: Run) -> None:
+    from ecomlake import analytics
+    for name, n in analytics.run(spark, cfg).items():
+        run.summary[f"gold.{name}"] = n
+
+
+def stage_weblog(spark, cfg: Config, run: Run) -> None:
+    from ecomlake import weblog
+    for what, n in weblog.run(spark, cfg, run.batch_id, run.run_date, run.ingested_at).items():
+        run.summary[f"access log: {what}"] = n
+
+
+def stage_maintenance(spark, cfg: Config, run: Run) -> None:
+    from ecomlake import maintenance
+    for name, n in maintenance.run(spark, cfg).items():
+        run.summary[f"{name} (files compacted)"] = n
+
+
 STAGES = {"bronze": stage_bronze, "silver": stage_silver, "gold": stage_gold,
-          "publish": stage_publish}
+          "analytics": stage_analytics, "publish": stage_publish, "weblog": stage_weblog,
+          "maintenance": stage_maintenance}
 
 
 def preflight(spark_free_cfg: Config, stages: list[str], targets: tuple[str, ...]) -> None:

@@ -91,3 +91,18 @@ def test_with_audit_columns_marks_the_batch(spark):
     assert (out._batch_id, out._source, out._ingest_date) == (
         "2026-11-25", "mysql:sales.t", dt.date(2026, 11, 25))
     assert out._ingested_at == dt.datetime(2026, 11, 25, 3, 0)
+
+
+def test_parse_access_log_matches_a_plain_python_parse(spark):
+    from ecomlake.weblog import parse_access_log
+    from tests.conftest import CAPSTONE
+
+    lines = (CAPSTONE / "accesslog.txt").read_text().splitlines()[:200] + ["garbage line"]
+    got = parse_access_log(spark.createDataFrame([(l,) for l in lines], "value string")).collect()
+    assert [r._parsed for r in got] == [True] * 200 + [False]
+    first = lines[0].split('"')
+    assert got[0].client_ip == lines[0].split()[0]
+    assert got[0].method + " " + got[0].path + " " + got[0].protocol == first[1]
+    assert (got[0].status, got[0].bytes) == tuple(int(x) for x in first[2].split())
+    assert got[0].requested_at == dt.datetime(2015, 5, 17, 10, 5, 3)   # +0000, session in UTC
+    assert got[-1].client_ip is None and got[-1]._raw == "garbage line"

@@ -8,8 +8,10 @@ deterministic when batches are applied in order):
                price UPDATEs that always change a value), hard deletions (~0.2 %, cancelled lines)
   inventory    stock moved between warehouses (UPDATEs), stock rows for new products (INSERTs)
   customers    a few customers move country (UPDATEs), a few sign up (INSERTs)
-  electronics  list price and category changes (update_one, `updated_at` moved to the batch
-               day), new products whose documents carry a field no earlier document had
+  electronics  list price and category changes (up to 40 and 15 a batch; the document is
+               rewritten under the same _id with `updated_at` = the batch day), new products
+               whose documents carry a field no earlier document had (energy_label in batch
+               1, warranty_years in 2, ...)
   bad records  `bad_fraction` of the new sales lines, each breaking exactly one rule of
                conf/tables.yaml (NULL product_id / customer_id, negative quantity, price <= 0,
                year 1900 / 2100), and the same fraction of the catalog writes: documents whose
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 FIRST_BATCH_DAY = dt.date(2022, 1, 1)
 MAX_BAD_FRACTION = 0.5
+MAX_BATCH = 10_000      # day 10,000 of the batches is in 2049, well before the 2100 rule
 SALES_RULES = ("product_id_not_null", "customer_id_not_null", "quantity_positive",
                "price_positive", "timestamp_plausible")
 CATALOG_RULES = ("price_is_number", "duplicate_document")
@@ -85,8 +88,9 @@ def _field_value(name: str, r) -> object:
 
 
 def check_args(batch: int, bad_fraction: float) -> None:
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise ValueError(f"batch must be a positive integer (1 = the first batch), got {batch!r}")
+    if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= MAX_BATCH:
+        raise ValueError(f"batch must be an integer from 1 (the first batch) to {MAX_BATCH}, "
+                         f"got {batch!r}")
     if not isinstance(bad_fraction, (int, float)) or not 0 <= bad_fraction <= MAX_BAD_FRACTION:
         raise ValueError(f"bad fraction must be a number from 0 to {MAX_BAD_FRACTION}, "
                          f"got {bad_fraction!r}")
@@ -227,8 +231,7 @@ class Batch:
         self.manifest.append((self.batch, system, entity, str(key), kind, rule, detail))
 
     # -- catalog
-    def plan_catalog(self, coll, clean: dict[int, dict], max_pid: int,
-                     duplicated: set[int]) -> dict:
+    def plan_catalog(self, clean: dict[int, dict], max_pid: int, duplicated: set[int]) -> dict:
         """Price and category changes, new products, bad documents. Returns the list prices
         (cents) of the clean products after the batch, for the new sales lines."""
         r, pr = self.rng(P_CATALOG), self.pyrandom(P_CATALOG)
@@ -383,9 +386,11 @@ class Batch:
         picked = pick_sales(cur, self.rng(P_PICK), max_id, bad,
                             self.size["corrections"] + self.size["deletions"])
         r = self.rng(P_PICK + 10)
-        corrections, deletions = picked[:self.size["corrections"]], picked[self.size["corrections"]:]
+        n_corr = self.size["corrections"]
+        corrections, deletions = picked[:n_corr], picked[n_corr:]
+        what_changes = r.choice(3, len(corrections), p=[0.4, 0.4, 0.2])
         rows = []
-        for (sid, price, qty), what in zip(corrections, r.choice(3, len(corrections), p=[.4, .4, .2])):
+        for (sid, price, qty), what in zip(corrections, what_changes):
             fields = ("quantity", "price", "quantity,price")[what]
             new_q = qty if what == 1 else (qty - 1 if qty > 1 else qty + 1)
             old_c = int(price * 100)
@@ -432,8 +437,9 @@ class Batch:
                 row[4] = -row[4]
             elif rule == "price_positive":
                 row[3] = Decimal("0.00") if j % 2 == 0 else -row[3]
-            else:
-                row[5] = row[5].replace(year=1900 if j % 2 == 0 else 2100)
+            else:   # (day 28 at most: 29 February does not exist in 1900 nor 2100)
+                ts = row[5]
+                row[5] = ts.replace(year=1900 if j % 2 == 0 else 2100, day=min(ts.day, 28))
             rules[i] = rule
         self.sql.append(("INSERT INTO sales_data (id, product_id, customer_id, price, quantity, "
                          "`timestamp`) VALUES (%s, %s, %s, %s, %s, %s)", [tuple(x) for x in rows]))
@@ -518,7 +524,7 @@ def apply_batch(cfg: Config, batch: int, seed: int | None = None,
             clean, max_pid, duplicated, n_docs = read_catalog(cur, coll)
             check_untouched(cur, n_docs, state)
             plan = Batch(cfg, batch, state, float(bad_fraction))
-            cents = plan.plan_catalog(coll, clean, max_pid, duplicated)
+            cents = plan.plan_catalog(clean, max_pid, duplicated)
             plan.plan_stock_moves(cur)
             max_cid = plan.plan_customers(cur)
             plan.plan_sales(cur, cents, max_cid)

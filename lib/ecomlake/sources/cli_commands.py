@@ -72,10 +72,10 @@ def add_commands(sub) -> None:
                    help="same seed, same data (default 1)")
     g.set_defaults(func=cmd_generate)
 
-    c = sub.add_parser("changes", help="apply change batch K to the generated data (in order, once)",
+    c = sub.add_parser("changes", help="apply change batch K to the generated data, in order, once",
                        description=changes.__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_argument("--batch", required=True, type=_number(int, 1, 10**6),
+    c.add_argument("--batch", required=True, type=_number(int, 1, changes.MAX_BATCH),
                    help="the batch number: 1, 2, ... (batch K is day K of 2022)")
     c.add_argument("--bad-fraction", type=_number(float, 0, changes.MAX_BAD_FRACTION),
                    default=0.01, help="share of new records that break a quality rule (default 0.01)")

@@ -195,11 +195,13 @@ def _attributes(kind: str, brand: str, r: random.Random) -> dict:
         return attrs
     if kind == "board game":
         lo = r.randint(1, 3)
-        return {"players_min": lo, "players_max": lo + r.randint(1, 6), "age_min": c((6, 8, 10, 12))}
+        return {"players_min": lo, "players_max": lo + r.randint(1, 6),
+                "age_min": c((6, 8, 10, 12))}
     if kind in ("puzzle", "building blocks"):
         return {"pieces": c((100, 250, 500, 1000, 2000)), "age_min": c((3, 6, 9, 12))}
     if kind == "action figure":
-        return {"franchise": c(("space", "heroes", "dinosaurs", "knights")), "age_min": c((4, 6, 8))}
+        return {"franchise": c(("space", "heroes", "dinosaurs", "knights")),
+                "age_min": c((4, 6, 8))}
     if kind == "football":
         return {"size": c((3, 4, 5)), "material": c(("pu", "pvc", "leather"))}
     if kind == "tennis racket":
@@ -539,6 +541,8 @@ def generate(cfg: Config, scale: float, seed: int, timings: dict | None = None) 
     t0 = time.monotonic()
     log.info("generate: scale %g seed %d: %d sales lines, %d customers, %d products x %d "
              "warehouses", scale, seed, sz.sales, sz.customers, sz.products, sz.warehouses)
+    mysql.check(cfg)
+    mongo.check(cfg)            # both servers answer before anything is replaced
     reset_mysql(cfg)
     catalog = make_catalog(seed, sz.products)
     folder = Path(tempfile.mkdtemp(prefix="ecomlake-generate-"))
@@ -563,13 +567,17 @@ def generate(cfg: Config, scale: float, seed: int, timings: dict | None = None) 
     finally:
         mongo_pool.shutdown(wait=True)
         shutil.rmtree(folder, ignore_errors=True)
+    expected = {"customers": sz.customers, "sales_data": sz.sales,
+                "inventory": sz.products * sz.warehouses}
+    found = table_counts(cfg)
+    if loaded != sum(expected.values()) or found != expected or n_docs != sz.products:
+        raise RuntimeError(
+            f"generate loaded {loaded} MySQL rows and {n_docs} documents, the tables now hold "
+            f"{found}; expected {expected} and {sz.products} documents. Did something else "
+            "write to the sources meanwhile (load-capstone, a test)? Run generate again")
     save_state(cfg, seed, scale, sz)
-    counts = {f"mysql {cfg.mysql.database}.{t}": n for t, n in table_counts(cfg).items()}
+    counts = {f"mysql {cfg.mysql.database}.{t}": n for t, n in found.items()}
     counts[f"mongodb {cfg.mongo.database}.{COLLECTION}"] = n_docs
-    expected = sz.customers + sz.sales + sz.products * sz.warehouses
-    if loaded != expected or n_docs != sz.products:
-        raise RuntimeError(f"generate loaded {loaded} MySQL rows and {n_docs} documents, "
-                           f"expected {expected} and {sz.products}")
     timings.update(total=time.monotonic() - t0, mysql_load=sum(loader.seconds.values()),
                    sales_load=loader.seconds.get("sales_data", 0.0))
     log.info("generate: done in %.1fs (MySQL LOAD DATA %.1fs, MongoDB %.1fs)", timings["total"],

@@ -91,8 +91,8 @@ def _stamp(t: dt.datetime) -> str:
 
 def _broken(line: str, r: random.Random) -> str:
     kind = r.randrange(3)
-    if kind == 0:
-        return line[: len(line) // 2]                                  # truncated write
+    if kind == 0:                                   # a truncated write, cut inside the request
+        return line[: line.index('"') + r.randint(2, 6)]
     if kind == 1:
         return "#\x7f?? " + "".join(r.choice("abcdef0123456789") for _ in range(40))   # garbage
     return line.replace(" +0000]", " +0000", 1).replace("[", "[99/Xyz/20", 1)  # bad timestamp
