@@ -276,9 +276,11 @@ class Batch:
             self.plan_new_stock(next_pid, r_stock)
             next_pid += 1
 
-        # bad documents: a fraction of the catalog writes of this batch
+        # bad documents: a fraction of the catalog writes of this batch, and at least one when
+        # the fraction is not zero (a small catalog would otherwise never see one)
         writes = n_price + n_cat + self.size["new_products"]
-        for i in range(n_bad(self.bad_fraction, writes)):
+        bad_docs = max(1, n_bad(self.bad_fraction, writes)) if self.bad_fraction > 0 else 0
+        for i in range(bad_docs):
             rule = CATALOG_RULES[(self.batch - 1 + i) % len(CATALOG_RULES)]
             if rule == "duplicate_document" and untouched:
                 pid = untouched.pop(0)
