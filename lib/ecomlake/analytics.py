@@ -51,7 +51,7 @@ def predict(model, years: list[int], spark, label: str) -> DataFrame:
 
 def run(spark, cfg: Config) -> dict:
     counts = {}
-    terms = read_searchterms(spark, cfg.path(cfg.analytics.searchterms))
+    terms = read_searchterms(spark, cfg.uri(cfg.analytics.searchterms))
     for name, df in {"searchterm_counts": to_searchterm_counts(terms),
                      "top_searchterms": to_top_searchterms(terms)}.items():
         delta.overwrite(df, cfg, f"gold.{name}")
@@ -63,7 +63,7 @@ def run(spark, cfg: Config) -> dict:
     years = [last + i for i in range(1, cfg.analytics.forecast_years + 1)] + [2023]
     years = sorted(set(years))
     # the course's pretrained model (saved by Spark 2.4) ...
-    pretrained = LinearRegressionModel.load(cfg.path(cfg.analytics.pretrained_model))
+    pretrained = LinearRegressionModel.load(cfg.uri(cfg.analytics.pretrained_model))
     forecasts = predict(pretrained, years, spark, "course_pretrained")
     # ... and the same kind of model retrained on our gold sales
     if yearly.count() >= 1:

@@ -160,6 +160,12 @@ class Config:
             return value
         return str(PROJECT_ROOT / value)
 
+    def uri(self, value: str) -> str:
+        """A path from the config as a URI for Spark: plain paths become file:// URIs, so they
+        stay local files when the default filesystem is HDFS (env yarn)."""
+        resolved = self.path(value)
+        return resolved if "://" in resolved else Path(resolved).resolve().as_uri()
+
     @property
     def lake_root(self) -> str:
         return self.path(self.lake.root)

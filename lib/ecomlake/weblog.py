@@ -52,7 +52,7 @@ def to_hits_per_ip_day(requests: DataFrame) -> DataFrame:
 
 
 def run(spark, cfg: Config, batch_id: str, run_date: dt.date, ingested_at: dt.datetime) -> dict:
-    source = cfg.path(cfg.weblog.input)
+    source = cfg.uri(cfg.weblog.input)
     lines = spark.read.text(source)
     raw = (parse_access_log(lines)
            .transform(with_audit_columns(f"file:{source}", batch_id, run_date, ingested_at)))
@@ -66,7 +66,7 @@ def run(spark, cfg: Config, batch_id: str, run_date: dt.date, ingested_at: dt.da
                   "kept": kept.count()}
         delta.replace_batch(kept, cfg, "silver.access_log", batch_id, "_ingest_date")
         # The course's archive: the day's client IPs, one a line, as a compressed text file.
-        archive = f"{cfg.path(cfg.weblog.archive)}/run_date={run_date}"
+        archive = f"{cfg.uri(cfg.weblog.archive)}/run_date={run_date}"
         kept.select("client_ip").coalesce(1).write.mode("overwrite").option(
             "compression", "gzip").text(archive)
         hits = to_hits_per_ip_day(delta.read(spark, cfg, "silver.access_log"))

@@ -19,6 +19,8 @@ from ecomlake.io import mongo, mysql
 log = logging.getLogger(__name__)
 
 CAPSTONE_DIR = PROJECT_ROOT.parent / "shared" / "capstone"
+COURSE_RESETS = ("sales_data", "customers", "inventory", "change_manifest", "applied_batches",
+                 "generator_state")
 
 
 def apply_mysql_schema(cfg: Config) -> None:
@@ -41,7 +43,9 @@ def load_sales(cfg: Config, csv_path: Path) -> int:
                          allow_local_infile_in_path=str(csv_path.parent))
     try:
         cur = conn.cursor()
-        cur.execute("TRUNCATE TABLE sales_data")  # also restarts ids at 1: same rows, same ids
+        # The course data is the whole OLTP state: no generated customers or stock beside it.
+        for table in COURSE_RESETS:
+            cur.execute(f"TRUNCATE TABLE {table}")  # sales_data ids restart at 1: same rows, same ids
         cur.execute(
             f"LOAD DATA LOCAL INFILE '{csv_path}' INTO TABLE sales_data "
             "FIELDS TERMINATED BY ',' LINES TERMINATED BY '\\n' "

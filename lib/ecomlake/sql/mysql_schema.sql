@@ -19,27 +19,6 @@ CREATE TABLE IF NOT EXISTS sales_data (
   KEY ix_sales_data_product (product_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
-CREATE TABLE IF NOT EXISTS customers (
-  customer_id  INT           NOT NULL,
-  name         VARCHAR(100)  NULL,
-  email        VARCHAR(200)  NULL,
-  country      VARCHAR(64)   NULL,
-  created_at   DATETIME      NULL,
-  updated_at   TIMESTAMP(3)  NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
-  PRIMARY KEY (customer_id),
-  KEY ix_customers_updated_at (updated_at),
-  KEY ix_customers_country (country)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
-
-CREATE TABLE IF NOT EXISTS inventory (
-  product_id        INT          NOT NULL,
-  warehouse_id      SMALLINT     NOT NULL,
-  quantity_on_hand  INT          NOT NULL,
-  updated_at        TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
-  PRIMARY KEY (product_id, warehouse_id),
-  KEY ix_inventory_updated_at (updated_at)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
-
 -- Customers: one row per customer; `country` is one of the course's DimCountry names. A
 -- customer who moves country is an UPDATE (updated_at moves), which silver keeps as history.
 CREATE TABLE IF NOT EXISTS customers (
