@@ -9,13 +9,16 @@ ECOMLAKE := $(VENV)/bin/ecomlake
 RUN_DATE ?= $(shell date -u +%F)
 export SPARK_LOCAL_IP := 127.0.0.1
 
-.PHONY: setup demo test stack-up stack-down stack-status clean-lake help
+AIRFLOW_PY := .local/airflow/venv/bin/python
+
+.PHONY: setup demo test stack-up stack-down stack-status clean-lake help airflow airflow-up airflow-dags-test
 
 help:
 	@echo "make demo    set up, start the local stack, load the course data, run the pipeline"
 	@echo "make test    set up, start the local stack, run the whole test suite"
 	@echo "make setup   only install: virtualenv, Python packages, Spark jars"
 	@echo "make stack-up | stack-down | stack-status"
+	@echo "make airflow | airflow-up | airflow-dags-test   Airflow in its own virtualenv"
 
 # Python packages (pinned in setup.py) and the Spark jars (pinned in stack/jars/pom.xml).
 # The stamp files make a second run skip what is already installed.
@@ -51,7 +54,21 @@ demo: stack-up
 	@echo "PostgreSQL (staging):     psql -h 127.0.0.1 -p 15432 -U ecomlake warehouse   (password: .local/stack.env)"
 	@echo "DB2 path (Derby DRDA):    jdbc:db2://127.0.0.1:1527/ecomdb, schema APP"
 
-test: stack-up
+# Airflow in its own virtualenv (its Spark provider pulls pyspark-client, which would overwrite
+# pyspark's files in .venv). Idempotent.
+airflow:
+	stack/airflow/install.sh
+
+airflow-up: airflow stack-up
+	stack/airflow/run.sh up
+
+airflow-dags-test: airflow stack-up
+	stack/airflow/run.sh dags-test $(RUN_DATE)
+
+# The DAG tests run in Airflow's virtualenv (--confcutdir keeps tests/conftest.py, which needs
+# pyspark, out of it); everything else in the project's.
+test: stack-up airflow
+	$(AIRFLOW_PY) -m pytest -p no:cacheprovider --confcutdir=tests/dags tests/dags
 	$(PY) -m pytest tests
 
 clean-lake:

@@ -58,13 +58,16 @@ export ECOMLAKE_ENV="$ENV_NAME" ECOMLAKE_HOME="$ROOT"
 
 # The package as a zip for --py-files (rebuilt every run: cheap, and never stale).
 mkdir -p "$ROOT/.local/dist"
+# Written beside and renamed into place, so a job already reading the zip never sees half of one.
 ZIP="$ROOT/.local/dist/ecomlake.zip"
-(cd "$ROOT/lib" && rm -f "$ZIP" && "$PY" - "$ZIP" <<'PYEOF'
-import sys, zipfile, pathlib
-with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
+(cd "$ROOT/lib" && "$PY" - "$ZIP" <<'PYEOF'
+import os, sys, zipfile, pathlib
+tmp = f"{sys.argv[1]}.{os.getpid()}.tmp"
+with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
     for p in sorted(pathlib.Path("ecomlake").rglob("*")):
         if p.is_file() and "__pycache__" not in p.parts:
             z.write(p)
+os.replace(tmp, sys.argv[1])
 PYEOF
 )
 

@@ -1,0 +1,84 @@
+"""What the ecomlake DAGs share: where the project is, and how to spark-submit one of its jobs
+exactly as ./spark-submit.sh does (same spark-submit, jars, Spark conf and environment).
+
+Cheap to import, as DAG files must be: no Spark, no network, no connection lookups. The Spark
+settings come from the project's own single source (`ecomlake.spark.spark_conf`, which reads
+conf/<env>.yaml and lists .local/jars/spark); lib/ is on the Airflow virtualenv's path through
+the .pth file that stack/airflow/install.sh writes, and that module needs only PyYAML.
+
+Passwords never appear in a task's arguments. Each task gets the ones it needs through
+`env_vars`, as templates over Airflow connections (`{{ conn.ecomlake_postgres.password }}`),
+rendered only when the task runs; define the connections in the metadata DB or as
+AIRFLOW_CONN_ECOMLAKE_* environment variables (stack/airflow/run.sh does the latter).
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+from ecomlake.config import PROJECT_ROOT, load_config
+from ecomlake.spark import spark_conf
+
+ENV = os.environ.get("ECOMLAKE_ENV", "local")
+PROJECT_PYTHON = str(PROJECT_ROOT / ".venv" / "bin" / "python")
+# The project's pyspark (4.2.0, with Delta and the project's jars), not anything from Airflow's
+# virtualenv. The provider accepts a path only as the operator's `spark_binary`; the
+# connection's `spark-binary` extra is limited to bare names looked up on PATH.
+SPARK_SUBMIT = str(PROJECT_ROOT / ".venv" / "bin" / "spark-submit")
+JOBS = PROJECT_ROOT / "jobs"
+LIB_ZIP = PROJECT_ROOT / ".local" / "dist" / "ecomlake.zip"
+
+# Retries per task (exponential backoff from 1 minute). Tests set 0 to see a failure at once.
+RETRIES = int(os.environ.get("ECOMLAKE_DAG_RETRIES", "2"))
+
+# Airflow connection that holds each server's password (conn id -> server name in conf/).
+CONNECTIONS = {"mysql": "ecomlake_mysql", "postgres": "ecomlake_postgres", "db2": "ecomlake_db2"}
+
+
+def submit_kwargs(job: str, *args: str, secrets: tuple[str, ...] = ()) -> dict:
+    """SparkSubmitOperator arguments that run jobs/<job>.py for the run's `{{ ds }}`.
+
+    `secrets` names the servers whose passwords this job needs (keys of CONNECTIONS)."""
+    cfg = load_config(ENV)
+    conf = spark_conf(cfg)
+    conf.pop("spark.master")           # from the spark_default connection
+    driver_memory = conf.pop("spark.driver.memory")
+    jars = conf.pop("spark.jars")
+    env_vars = {
+        # What spark-submit.sh exports: loopback only, executors on the project's python.
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": PROJECT_PYTHON,
+        "PYSPARK_DRIVER_PYTHON": PROJECT_PYTHON,
+        "ECOMLAKE_HOME": str(PROJECT_ROOT),
+        "ECOMLAKE_ENV": cfg.env,
+    }
+    for server in secrets:
+        var = getattr(cfg, server).password_env
+        env_vars[var] = "{{ conn.%s.password }}" % CONNECTIONS[server]
+    return dict(
+        application=str(JOBS / f"{job}.py"),
+        application_args=["--env", cfg.env, "--run-date", "{{ ds }}", *args],
+        conn_id="spark_default",
+        spark_binary=SPARK_SUBMIT,
+        name=f"ecomlake-{job}",
+        py_files=str(LIB_ZIP),
+        jars=jars,
+        driver_memory=driver_memory,
+        conf=conf,
+        env_vars=env_vars,
+    )
+
+
+def build_lib_zip(target: Path = LIB_ZIP) -> str:
+    """Zip lib/ecomlake for --py-files, as spark-submit.sh does, and swap it in atomically so
+    a spark-submit that is reading the old zip never sees half a new one."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    lib = PROJECT_ROOT / "lib"
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for p in sorted((lib / "ecomlake").rglob("*")):
+            if p.is_file() and "__pycache__" not in p.parts:
+                z.write(p, p.relative_to(lib))
+    os.replace(tmp, target)
+    return str(target)

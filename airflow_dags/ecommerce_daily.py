@@ -1,0 +1,54 @@
+"""ecommerce_daily: one run per day (the data interval's `ds`), one spark-submit per stage.
+
+    package_lib -> bronze -> silver -> gold -> [analytics, publish_postgres, publish_db2]
+
+Each task runs a job of jobs/ with `--env <env> --run-date {{ ds }}`, exactly as
+`./spark-submit.sh <job> --run-date <ds>` would; every job is idempotent for its run date, so a
+retry or a cleared task simply redoes that date. The two publishes are independent: DB2 being
+down does not hold back the PostgreSQL staging warehouse.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import DAG, task
+
+from _common import RETRIES, build_lib_zip, submit_kwargs
+
+with DAG(
+    dag_id="ecommerce_daily",
+    description="MySQL + MongoDB -> bronze -> silver -> gold -> PostgreSQL and DB2",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
+    catchup=True,
+    max_active_runs=1,          # runs share the lake's tables: one date at a time, in order
+    default_args={
+        "retries": RETRIES,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=15),
+        "execution_timeout": timedelta(minutes=30),
+    },
+    tags=["ecomlake", "spark"],
+    doc_md=__doc__,
+) as dag:
+
+    @task(execution_timeout=timedelta(minutes=2))
+    def package_lib() -> str:
+        """The ecomlake package as .local/dist/ecomlake.zip, for --py-files."""
+        return build_lib_zip()
+
+    bronze = SparkSubmitOperator(task_id="bronze", **submit_kwargs("bronze", secrets=("mysql",)))
+    silver = SparkSubmitOperator(task_id="silver", **submit_kwargs("silver"))
+    gold = SparkSubmitOperator(task_id="gold", **submit_kwargs("gold"))
+    analytics = SparkSubmitOperator(task_id="analytics", **submit_kwargs("analytics"))
+    publish_postgres = SparkSubmitOperator(
+        task_id="publish_postgres", execution_timeout=timedelta(minutes=20),
+        **submit_kwargs("publish", "--target", "postgres", secrets=("postgres",)))
+    publish_db2 = SparkSubmitOperator(
+        task_id="publish_db2", execution_timeout=timedelta(minutes=20),
+        **submit_kwargs("publish", "--target", "db2", secrets=("db2",)))
+
+    package_lib() >> bronze >> silver >> gold >> [analytics, publish_postgres, publish_db2]
