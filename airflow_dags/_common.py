@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from datetime import timedelta
 from pathlib import Path
 
 from ecomlake.config import PROJECT_ROOT, load_config
@@ -31,6 +32,12 @@ LIB_ZIP = PROJECT_ROOT / ".local" / "dist" / "ecomlake.zip"
 
 # Retries per task (exponential backoff from 1 minute). Tests set 0 to see a failure at once.
 RETRIES = int(os.environ.get("ECOMLAKE_DAG_RETRIES", "2"))
+
+def default_args(timeout: timedelta, retry_delay: timedelta = timedelta(minutes=1)) -> dict:
+    """Every task: retried with exponential backoff, and stopped when it overruns."""
+    return {"retries": RETRIES, "retry_delay": retry_delay, "retry_exponential_backoff": True,
+            "max_retry_delay": timedelta(minutes=15), "execution_timeout": timeout}
+
 
 # Airflow connection that holds each server's password (conn id -> server name in conf/).
 CONNECTIONS = {"mysql": "ecomlake_mysql", "postgres": "ecomlake_postgres", "db2": "ecomlake_db2"}

@@ -15,7 +15,7 @@ import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, task
 
-from _common import RETRIES, build_lib_zip, submit_kwargs
+from _common import build_lib_zip, default_args, submit_kwargs
 
 with DAG(
     dag_id="ecommerce_daily",
@@ -24,13 +24,7 @@ with DAG(
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=True,
     max_active_runs=1,          # runs share the lake's tables: one date at a time, in order
-    default_args={
-        "retries": RETRIES,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=15),
-        "execution_timeout": timedelta(minutes=30),
-    },
+    default_args=default_args(timedelta(minutes=30)),
     tags=["ecomlake", "spark"],
     doc_md=__doc__,
 ) as dag:

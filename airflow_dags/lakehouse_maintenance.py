@@ -13,7 +13,7 @@ import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, task
 
-from _common import RETRIES, build_lib_zip, submit_kwargs
+from _common import build_lib_zip, default_args, submit_kwargs
 
 with DAG(
     dag_id="lakehouse_maintenance",
@@ -22,12 +22,7 @@ with DAG(
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,              # maintenance of the lake as it is now; old weeks add nothing
     max_active_runs=1,
-    default_args={
-        "retries": RETRIES,
-        "retry_delay": timedelta(minutes=5),
-        "retry_exponential_backoff": True,
-        "execution_timeout": timedelta(hours=2),
-    },
+    default_args=default_args(timedelta(hours=2), retry_delay=timedelta(minutes=5)),
     tags=["ecomlake", "spark", "maintenance"],
     doc_md=__doc__,
 ) as dag:

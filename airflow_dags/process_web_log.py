@@ -14,7 +14,7 @@ import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, task
 
-from _common import RETRIES, build_lib_zip, submit_kwargs
+from _common import build_lib_zip, default_args, submit_kwargs
 
 with DAG(
     dag_id="process_web_log",
@@ -23,13 +23,7 @@ with DAG(
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=True,
     max_active_runs=1,
-    default_args={
-        "retries": RETRIES,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=15),
-        "execution_timeout": timedelta(minutes=20),
-    },
+    default_args=default_args(timedelta(minutes=20)),
     tags=["ecomlake", "spark", "weblog"],
     doc_md=__doc__,
 ) as dag:
