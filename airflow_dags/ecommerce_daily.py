@@ -1,6 +1,7 @@
 """ecommerce_daily: one run per day (the data interval's `ds`), one spark-submit per stage.
 
-    package_lib -> bronze -> silver -> gold -> [analytics, publish_postgres, publish_db2]
+    package_lib -> [bronze_mysql, bronze_mongo] -> silver -> gold
+                -> [analytics, publish_postgres, publish_db2]
 
 Each task runs a job of jobs/ with `--env <env> --run-date {{ ds }}`, exactly as
 `./spark-submit.sh <job> --run-date <ds>` would; every job is idempotent for its run date, so a
@@ -34,7 +35,10 @@ with DAG(
         """The ecomlake package as .local/dist/ecomlake.zip, for --py-files."""
         return build_lib_zip()
 
-    bronze = SparkSubmitOperator(task_id="bronze", **submit_kwargs("bronze", secrets=("mysql",)))
+    bronze_mysql = SparkSubmitOperator(
+        task_id="bronze_mysql", **submit_kwargs("bronze", "--source", "mysql", secrets=("mysql",)))
+    bronze_mongo = SparkSubmitOperator(
+        task_id="bronze_mongo", **submit_kwargs("bronze", "--source", "mongo"))
     silver = SparkSubmitOperator(task_id="silver", **submit_kwargs("silver"))
     gold = SparkSubmitOperator(task_id="gold", **submit_kwargs("gold"))
     analytics = SparkSubmitOperator(task_id="analytics", **submit_kwargs("analytics"))
@@ -45,4 +49,5 @@ with DAG(
         task_id="publish_db2", execution_timeout=timedelta(minutes=20),
         **submit_kwargs("publish", "--target", "db2", secrets=("db2",)))
 
-    package_lib() >> bronze >> silver >> gold >> [analytics, publish_postgres, publish_db2]
+    package_lib() >> [bronze_mysql, bronze_mongo] >> silver
+    silver >> gold >> [analytics, publish_postgres, publish_db2]

@@ -24,6 +24,7 @@ class Run:
     ingested_at: dt.datetime
     targets: tuple[str, ...] = tuple(WAREHOUSES)
     tables: tuple[str, ...] = ()          # gold tables to publish; empty = all
+    sources: tuple[str, ...] = ("mysql", "mongo")   # source systems bronze reads
     full_refresh: bool = False
     summary: dict = field(default_factory=dict)
 
@@ -34,6 +35,8 @@ class Run:
 
 def stage_bronze(spark, cfg: Config, run: Run) -> None:
     for name, spec in load_tables().items():
+        if spec.source not in run.sources:
+            continue
         if spec.source == "mysql":
             n = bronze.ingest_mysql(spark, cfg, name, spec, run.batch_id, run.run_date,
                                     run.ingested_at, full_refresh=run.full_refresh)
@@ -104,12 +107,15 @@ STAGES = {"bronze": stage_bronze, "silver": stage_silver, "gold": stage_gold,
           "maintenance": stage_maintenance}
 
 
-def preflight(spark_free_cfg: Config, stages: list[str], targets: tuple[str, ...]) -> None:
+def preflight(spark_free_cfg: Config, stages: list[str], targets: tuple[str, ...],
+              sources: tuple[str, ...] = ("mysql", "mongo")) -> None:
     """Check every server the stages will touch before anything is written, so a server that
     is down or a wrong password stops the run with every table as it was."""
     if "bronze" in stages:
-        mysql.check(spark_free_cfg)
-        mongo.check(spark_free_cfg)
+        if "mysql" in sources:
+            mysql.check(spark_free_cfg)
+        if "mongo" in sources:
+            mongo.check(spark_free_cfg)
     if "publish" in stages:
         for target in targets:
             if target == "postgres":   # DB2 is checked in the JVM once Spark is up

@@ -34,6 +34,9 @@ def parser(job: str, doc: str, stages: list[str]) -> argparse.ArgumentParser:
                         "the batch, so rerunning a date replaces that date's batch. "
                         "Default: today (UTC)")
     if "bronze" in stages:
+        p.add_argument("--source", choices=["mysql", "mongo", "all"], default="all",
+                       help="which source system to ingest (default: all); Airflow runs MySQL "
+                            "and MongoDB ingestion as two tasks in parallel")
         p.add_argument("--full-refresh", action="store_true",
                        help="read every source row again instead of only what changed since "
                             "the stored watermark (and apply deletions by comparing snapshots)")
@@ -59,14 +62,16 @@ def main(job: str, doc: str, stages: list[str], argv: list[str] | None = None) -
     if args.run_date is None:
         log.info("no --run-date given: using today (UTC) %s", run_date)
     targets = tuple(WAREHOUSES) if getattr(args, "target", "all") == "all" else (args.target,)
+    source = getattr(args, "source", "all")
+    sources = ("mysql", "mongo") if source == "all" else (source,)
     run = pipeline.Run(run_date=run_date, ingested_at=now.replace(tzinfo=None), targets=targets,
                        full_refresh=getattr(args, "full_refresh", False),
-                       tables=tuple(getattr(args, "tables", [])))
+                       tables=tuple(getattr(args, "tables", [])), sources=sources)
     try:
         cfg = load_config(args.env)
         log.info("%s: env %s (%s), run date %s, stages %s", job, cfg.env, cfg.source_file,
                  run_date, " -> ".join(stages))
-        pipeline.preflight(cfg, stages, targets)
+        pipeline.preflight(cfg, stages, targets, sources)
         from ecomlake.spark import session
 
         spark = session(cfg, f"ecomlake-{job}")

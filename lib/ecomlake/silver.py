@@ -97,6 +97,15 @@ LATEST_FIRST = {"sales_data": ["updated_at"], "customers": ["updated_at"],
                 "inventory": ["updated_at"], "electronics": ["updated_at"]}
 
 
+def silver_checks(spec: TableSpec) -> dict[str, str]:
+    """Delta CHECK constraints of silver.<table>, the last guard behind the rules: every key
+    column NOT NULL, and every rule that reads only columns silver keeps."""
+    checks = {f"key_{k.strip('_')}_not_null": f"`{k}` IS NOT NULL" for k in spec.key}
+    checks.update({name: sql for name, sql in spec.rules.items()
+                   if not any(c in sql for c in CHECK_ONLY_COLUMNS)})
+    return checks
+
+
 def latest_per_key(keys: list[str], order_desc: list[str]):
     def transform(df: DataFrame) -> DataFrame:
         tiebreak = [c for c in df.columns if c not in keys and c not in order_desc
@@ -189,6 +198,7 @@ def build_table(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str, 
         delta.replace_batch(bad, cfg, f"silver.{table}_quarantine", batch_id, "_batch_id")
         merged = delta.merge(spark, cfg, f"silver.{table}", deduped, spec.key,
                              delete_missing=full_snapshot)
+        delta.ensure_checks(spark, cfg, f"silver.{table}", silver_checks(spec))
         versions = merge_history(spark, cfg, table, deduped, spec.key, spec.history) \
             if spec.history else 0
         deduped.unpersist()

@@ -29,7 +29,8 @@ from airflow.dag_processing.dagbag import BundleDagBag  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FOLDER = ROOT / "airflow_dags"
 LOGICAL_DATE = pendulum.datetime(2026, 11, 25, tz="UTC")
-SPARK_TASKS = ["bronze", "silver", "gold", "analytics", "publish_postgres", "publish_db2"]
+SPARK_TASKS = ["bronze_mysql", "bronze_mongo", "silver", "gold", "analytics", "publish_postgres",
+               "publish_db2"]
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +79,9 @@ def test_ecommerce_daily_task_ids_and_dependencies(dag):
     assert set(dag.task_ids) == {"package_lib", *SPARK_TASKS}
     downstream = {t.task_id: set(t.downstream_task_ids) for t in dag.tasks}
     assert downstream == {
-        "package_lib": {"bronze"},
-        "bronze": {"silver"},
+        "package_lib": {"bronze_mysql", "bronze_mongo"},
+        "bronze_mysql": {"silver"},
+        "bronze_mongo": {"silver"},
         "silver": {"gold"},
         "gold": {"analytics", "publish_postgres", "publish_db2"},
         "analytics": set(),
@@ -117,7 +119,7 @@ def test_ecommerce_daily_every_task_retries_with_backoff_and_a_timeout(dag):
 @pytest.mark.parametrize("task_id", SPARK_TASKS)
 def test_spark_task_submits_the_project_job_with_its_spark_and_zip(dag, task_id):
     task = dag.get_task(task_id)
-    job = "publish" if task_id.startswith("publish") else task_id
+    job = task_id.split("_")[0] if task_id.startswith(("publish", "bronze")) else task_id
     assert task.application == str(ROOT / "jobs" / f"{job}.py")
     assert Path(task.application).is_file()
     assert task._spark_binary == str(ROOT / ".venv" / "bin" / "spark-submit")
@@ -140,8 +142,15 @@ def test_rendered_application_args_carry_the_run_date_and_env(dag, task_id):
 
 
 def test_rendered_run_date_follows_the_logical_date(dag):
-    args = rendered(dag, "bronze", pendulum.datetime(2026, 12, 31, tz="UTC")).application_args
+    args = rendered(dag, "bronze_mysql", pendulum.datetime(2026, 12, 31, tz="UTC")).application_args
     assert args[args.index("--run-date") + 1] == "2026-12-31"
+
+
+def test_bronze_tasks_ingest_one_source_each_in_parallel(dag):
+    for task_id, source in (("bronze_mysql", "mysql"), ("bronze_mongo", "mongo")):
+        args = dag.get_task(task_id).application_args
+        assert args[args.index("--source") + 1] == source
+        assert dag.get_task(task_id).upstream_task_ids == {"package_lib"}
 
 
 def test_publish_tasks_target_one_warehouse_each(dag):
@@ -166,7 +175,8 @@ def test_passwords_reach_each_job_only_through_env_vars_from_connections(dag):
     secrets = {t: {k: v for k, v in rendered(dag, t).env_vars.items() if k.endswith("_PASSWORD")}
                for t in SPARK_TASKS}
     assert secrets == {
-        "bronze": {"ECOMLAKE_MYSQL_PASSWORD": "pw-ecomlake_mysql"},
+        "bronze_mysql": {"ECOMLAKE_MYSQL_PASSWORD": "pw-ecomlake_mysql"},
+        "bronze_mongo": {},
         "silver": {},
         "gold": {},
         "analytics": {},

@@ -25,7 +25,8 @@ from ecomlake.sources import capstone
 AIRFLOW_VENV = PROJECT_ROOT / ".local" / "airflow" / "venv"
 RUN_SH = PROJECT_ROOT / "stack" / "airflow" / "run.sh"
 RUN_DATE = "2026-11-25"
-TASKS = {"package_lib", "bronze", "silver", "gold", "analytics", "publish_postgres", "publish_db2"}
+TASKS = {"package_lib", "bronze_mysql", "bronze_mongo", "silver", "gold", "analytics",
+         "publish_postgres", "publish_db2"}
 
 
 @pytest.fixture(scope="module")

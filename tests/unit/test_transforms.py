@@ -106,3 +106,26 @@ def test_parse_access_log_matches_a_plain_python_parse(spark):
     assert (got[0].status, got[0].bytes) == tuple(int(x) for x in first[2].split())
     assert got[0].requested_at == dt.datetime(2015, 5, 17, 10, 5, 3)   # +0000, session in UTC
     assert got[-1].client_ip is None and got[-1]._raw == "garbage line"
+
+
+def test_silver_checks_guard_keys_and_rules_in_delta(spark, tmp_path):
+    import pytest
+    from ecomlake.config import load_config, load_tables
+    from ecomlake.io import delta
+    from ecomlake.silver import silver_checks
+
+    spec = load_tables()["electronics"]
+    checks = silver_checks(spec)
+    assert checks["key_id_not_null"] == "`_id` IS NOT NULL"
+    assert checks["price_is_number"] == spec.rules["price_is_number"]
+    assert "duplicate_document" not in checks       # reads a column silver does not keep
+    cfg = load_config("local", overrides={"lake": {"root": str(tmp_path)}})
+    schema = "_id string, screen_size double"
+    delta.overwrite(spark.createDataFrame([("a", 6.1)], schema), cfg, "silver.t")
+    guard = {"id_not_null": "`_id` IS NOT NULL", "screen_size_positive": "screen_size > 0"}
+    assert delta.ensure_checks(spark, cfg, "silver.t", guard) == list(guard)
+    assert delta.ensure_checks(spark, cfg, "silver.t", guard) == []       # idempotent
+    bad = spark.createDataFrame([("b", -1.0)], schema)
+    with pytest.raises(Exception, match="DELTA_VIOLATE_CONSTRAINT"):
+        bad.write.format("delta").mode("append").save(delta.path(cfg, "silver.t"))
+    assert delta.read(spark, cfg, "silver.t").count() == 1

@@ -98,3 +98,17 @@ def delete_keys(spark, cfg: Config, name: str, keys_df, keys: list[str]) -> int:
     table.alias("t").merge(keys_df.alias("s"), on).whenMatchedDelete().execute()
     metrics = table.history(1).collect()[0]["operationMetrics"] or {}
     return int(metrics.get("numTargetRowsDeleted", 0))
+
+
+def ensure_checks(spark, cfg: Config, name: str, checks: dict[str, str]) -> list[str]:
+    """Add the CHECK constraints that `name` lacks (Delta then rejects any commit that breaks
+    one); returns the names added. Existing ones are left as they are."""
+    where = f"delta.`{path(cfg, name)}`"
+    props = spark.sql(f"DESCRIBE DETAIL {where}").collect()[0]["properties"] or {}
+    existing = {k.split(".", 2)[2] for k in props if k.startswith("delta.constraints.")}
+    added = []
+    for cname, sql in checks.items():
+        if cname.lower() not in existing:
+            spark.sql(f"ALTER TABLE {where} ADD CONSTRAINT {cname} CHECK ({sql})")
+            added.append(cname)
+    return added
