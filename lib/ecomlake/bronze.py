@@ -57,10 +57,18 @@ def with_extra_fields(extra: list[str]):
     return transform
 
 
+def backfill_window(spec: TableSpec, start: dt.date, end: dt.date) -> str:
+    """Rows changed on the days start..end (inclusive), by the watermark column."""
+    return (f"`{spec.watermark}` >= '{start:%Y-%m-%d} 00:00:00' AND "
+            f"`{spec.watermark}` < '{end + dt.timedelta(days=1):%Y-%m-%d} 00:00:00'")
+
+
 def watermark_window(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
-                     full_refresh: bool) -> str:
+                     full_refresh: bool, backfill: tuple[dt.date, dt.date] | None = None) -> str:
     """The SQL predicate selecting the rows this batch covers."""
     name = f"bronze.{table}"
+    if backfill and spec.incremental and not full_refresh:
+        return backfill_window(spec, *backfill)
     if full_refresh or not spec.incremental or not delta.exists(spark, cfg, name):
         return "1=1"
     lower = (delta.read(spark, cfg, name).filter(F.col("_batch_id") < batch_id)
@@ -79,8 +87,9 @@ def replace_batch(spark, cfg: Config, name: str, df: DataFrame, batch_id: str) -
 
 
 def ingest_mysql(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
-                 run_date: dt.date, ingested_at: dt.datetime, *, full_refresh: bool = False) -> int:
-    where = watermark_window(spark, cfg, table, spec, batch_id, full_refresh)
+                 run_date: dt.date, ingested_at: dt.datetime, *, full_refresh: bool = False,
+                 backfill: tuple[dt.date, dt.date] | None = None) -> int:
+    where = watermark_window(spark, cfg, table, spec, batch_id, full_refresh, backfill)
     log.info("bronze.%s: reading rows where %s", table, where)
     rows = mysql.read_table(spark, cfg, table, key=spec.partition_column or spec.key[0],
                             where=where)

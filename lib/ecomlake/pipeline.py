@@ -26,6 +26,7 @@ class Run:
     tables: tuple[str, ...] = ()          # gold tables to publish; empty = all
     sources: tuple[str, ...] = ("mysql", "mongo")   # source systems bronze reads
     full_refresh: bool = False
+    backfill: tuple[dt.date, dt.date] | None = None  # re-read rows changed on these days
     summary: dict = field(default_factory=dict)
 
     @property
@@ -39,7 +40,8 @@ def stage_bronze(spark, cfg: Config, run: Run) -> None:
             continue
         if spec.source == "mysql":
             n = bronze.ingest_mysql(spark, cfg, name, spec, run.batch_id, run.run_date,
-                                    run.ingested_at, full_refresh=run.full_refresh)
+                                    run.ingested_at, full_refresh=run.full_refresh,
+                                    backfill=run.backfill)
             keys = bronze.source_keys(spark, cfg, name, spec) if spec.detect_deletes else None
         else:
             n = bronze.ingest_mongo(spark, cfg, name, run.batch_id, run.run_date, run.ingested_at)

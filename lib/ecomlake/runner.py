@@ -37,6 +37,10 @@ def parser(job: str, doc: str, stages: list[str]) -> argparse.ArgumentParser:
         p.add_argument("--source", choices=["mysql", "mongo", "all"], default="all",
                        help="which source system to ingest (default: all); Airflow runs MySQL "
                             "and MongoDB ingestion as two tasks in parallel")
+        p.add_argument("--backfill", nargs=2, type=parse_date, metavar=("FROM", "TO"),
+                       help="re-read the MySQL rows changed on the days FROM..TO (by their "
+                            "watermark column) into this run date's batch, e.g. after a fix in "
+                            "the source; silver then merges them as usual")
         p.add_argument("--full-refresh", action="store_true",
                        help="read every source row again instead of only what changed since "
                             "the stored watermark (and apply deletions by comparing snapshots)")
@@ -66,7 +70,8 @@ def main(job: str, doc: str, stages: list[str], argv: list[str] | None = None) -
     sources = ("mysql", "mongo") if source == "all" else (source,)
     run = pipeline.Run(run_date=run_date, ingested_at=now.replace(tzinfo=None), targets=targets,
                        full_refresh=getattr(args, "full_refresh", False),
-                       tables=tuple(getattr(args, "tables", [])), sources=sources)
+                       tables=tuple(getattr(args, "tables", [])), sources=sources,
+                       backfill=tuple(args.backfill) if getattr(args, "backfill", None) else None)
     try:
         cfg = load_config(args.env)
         log.info("%s: env %s (%s), run date %s, stages %s", job, cfg.env, cfg.source_file,

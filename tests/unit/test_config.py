@@ -57,3 +57,24 @@ def test_load_tables_rejects_bad_source(tmp_path):
     bad.write_text("t:\n  source: oracle\n  key: [id]\n  rules: {}\n")
     with pytest.raises(ConfigError, match=r"`t\.source` must be mysql or mongo"):
         load_tables(bad)
+
+
+def test_backfill_window_covers_whole_days_of_the_watermark():
+    import datetime as dt
+    from ecomlake.bronze import backfill_window
+
+    spec = load_tables()["sales_data"]
+    assert backfill_window(spec, dt.date(2026, 1, 30), dt.date(2026, 2, 1)) == (
+        "`updated_at` >= '2026-01-30 00:00:00' AND `updated_at` < '2026-02-02 00:00:00'")
+
+
+def test_job_arguments_are_explained_and_validated(capsys):
+    from ecomlake.runner import parser
+
+    p = parser("pipeline", "doc", ["bronze", "silver", "gold", "publish"])
+    args = p.parse_args(["--run-date", "2026-11-25", "--backfill", "2026-11-01", "2026-11-02",
+                         "--source", "mysql", "--target", "db2"])
+    assert (str(args.run_date), args.source, args.target) == ("2026-11-25", "mysql", "db2")
+    with pytest.raises(SystemExit):
+        p.parse_args(["--run-date", "25/11/2026"])
+    assert "not a date (YYYY-MM-DD)" in capsys.readouterr().err
