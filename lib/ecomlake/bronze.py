@@ -124,10 +124,3 @@ def record_deletes(spark, cfg: Config, table: str, spec: TableSpec, batch_id: st
     gone = current.join(source_keys.select(*spec.key), on=spec.key, how="left_anti")
     out = gone.transform(with_audit_columns(f"keys:{table}", batch_id, run_date, ingested_at))
     return replace_batch(spark, cfg, f"bronze.{table}_deletes", out, batch_id)
-
-
-def source_keys(spark, cfg: Config, table: str, spec: TableSpec) -> DataFrame:
-    if spec.source == "mysql":
-        return mysql.read_keys(spark, cfg, table, spec.key)
-    return mongo.read_collection(spark, cfg, table, T.StructType(
-        [T.StructField(k, T.StringType()) for k in spec.key]))
