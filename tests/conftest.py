@@ -30,3 +30,15 @@ def spark(cfg):
 def lake_cfg(tmp_path):
     """The local config with the lake in a fresh temporary folder."""
     return load_config("local", overrides={"lake": {"root": str(tmp_path / "lake")}})
+
+
+def published(cfg):
+    """public.sales_by_product as the warehouse holds it, read on a connection closed at once
+    (an open reader would block the next publish's swap)."""
+    from ecomlake.io.warehouse import PostgresWarehouse
+
+    conn = PostgresWarehouse(cfg).connect()
+    try:
+        return conn.query("SELECT * FROM public.sales_by_product ORDER BY product_id")
+    finally:
+        conn.close()

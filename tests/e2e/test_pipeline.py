@@ -16,7 +16,7 @@ from ecomlake.io import delta
 from ecomlake.io.warehouse import DB2Warehouse, PostgresWarehouse
 from ecomlake.sources import capstone
 
-from tests.conftest import CAPSTONE
+from tests.conftest import CAPSTONE, published
 
 RUN_DATE = "2026-11-25"
 
@@ -114,14 +114,6 @@ def test_pipeline_rerun_same_date_changes_nothing(first_run, lake, spark, cfg):
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert snapshot(spark, lake_cfg, tables) == before
     assert published(cfg) == pg_before
-
-
-def published(cfg):
-    conn = PostgresWarehouse(cfg).connect()   # closed at once: an open reader would block the swap
-    try:
-        return conn.query("SELECT * FROM public.sales_by_product ORDER BY product_id")
-    finally:
-        conn.close()
 
 
 def test_pipeline_with_mysql_down_stops_fast_and_writes_nothing(first_run, lake, spark):

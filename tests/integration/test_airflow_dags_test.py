@@ -19,8 +19,9 @@ import pytest
 
 from ecomlake.config import PROJECT_ROOT
 from ecomlake.io import mysql
-from ecomlake.io.warehouse import PostgresWarehouse
 from ecomlake.sources import capstone
+
+from tests.conftest import published
 
 AIRFLOW_VENV = PROJECT_ROOT / ".local" / "airflow" / "venv"
 RUN_SH = PROJECT_ROOT / "stack" / "airflow" / "run.sh"
@@ -59,14 +60,6 @@ def dags_test(env, run_date=RUN_DATE):
     finally:
         db.close()
     return proc, seconds, states
-
-
-def published(cfg):
-    conn = PostgresWarehouse(cfg).connect()   # closed at once: an open reader would block the swap
-    try:
-        return conn.query("SELECT * FROM public.sales_by_product ORDER BY product_id")
-    finally:
-        conn.close()
 
 
 def mysql_sale_lines(cfg):
