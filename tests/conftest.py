@@ -42,3 +42,41 @@ def published(cfg):
         return conn.query("SELECT * FROM public.sales_by_product ORDER BY product_id")
     finally:
         conn.close()
+
+
+COURSE_RUN_DATE = "2026-11-25"
+
+
+class CourseLake:
+    """The course data run through `./spark-submit.sh pipeline` into a throwaway lake: its
+    config, and the environment (ECOMLAKE_OVERRIDES) that points a job or notebook at it."""
+
+    def __init__(self, root):
+        import json
+
+        self.root = root
+        self.cfg = load_config("local", overrides={"lake": {"root": str(root)}})
+        self.env = {"ECOMLAKE_OVERRIDES": json.dumps({"lake": {"root": str(root)}})}
+
+    def submit(self, job, *args, timeout=900):
+        import subprocess
+
+        proc = subprocess.run([str(PROJECT_ROOT / "spark-submit.sh"), job, *args],
+                              capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **self.env})
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc
+
+
+@pytest.fixture(scope="session")
+def course_lake(tmp_path_factory):
+    """One pipeline run over the course data for the whole test session (gold, analytics, and
+    the PostgreSQL publish). Tests that need the warehouse to hold exactly this run's tables
+    re-publish with `course_lake.submit("publish", "--target", "postgres")` in their own module
+    fixture, because other tests publish generated data to the same local warehouse."""
+    from ecomlake.sources import capstone
+
+    lake = CourseLake(tmp_path_factory.mktemp("course") / "lake")
+    capstone.load(load_config("local"))
+    lake.submit("pipeline", "--run-date", COURSE_RUN_DATE, "--target", "postgres")
+    return lake
