@@ -11,7 +11,7 @@ export SPARK_LOCAL_IP := 127.0.0.1
 
 AIRFLOW_PY := .local/airflow/venv/bin/python
 
-.PHONY: setup demo test stack-up stack-down stack-status clean-lake help airflow airflow-up airflow-dags-test
+.PHONY: setup demo test stack-up stack-down stack-status clean-lake help airflow airflow-up airflow-dags-test notebook
 
 help:
 	@echo "make demo    set up, start the local stack, load the course data, run the pipeline"
@@ -19,6 +19,7 @@ help:
 	@echo "make setup   only install: virtualenv, Python packages, Spark jars"
 	@echo "make stack-up | stack-down | stack-status"
 	@echo "make airflow | airflow-up | airflow-dags-test   Airflow in its own virtualenv"
+	@echo "make notebook  Jupyter Lab on 127.0.0.1:18888 over notebooks/ (gold tables, after make demo)"
 
 # Python packages (pinned in setup.py) and the Spark jars (pinned in stack/jars/pom.xml).
 # The stamp files make a second run skip what is already installed.
@@ -70,6 +71,18 @@ airflow-dags-test: airflow stack-up
 test: stack-up airflow
 	$(AIRFLOW_PY) -m pytest -p no:cacheprovider --confcutdir=tests/dags tests/dags
 	$(PY) -m pytest tests
+
+NOTEBOOK_PORT ?= 18888
+
+.local/stamps/notebook: setup.py .local/stamps/venv
+	$(PY) -m pip install -q -e '.[test,notebook]'
+	@touch $@
+
+# Jupyter Lab on 127.0.0.1 over notebooks/, reading the lake of conf/local.yaml
+# (ECOMLAKE_OVERRIDES / ECOMLAKE_ENV point it elsewhere). --allow-root: CI and these machines run as root.
+notebook: .local/stamps/notebook .local/stamps/jars
+	$(VENV)/bin/jupyter lab --no-browser --allow-root --ServerApp.ip=127.0.0.1 \
+	  --ServerApp.port=$(NOTEBOOK_PORT) --ServerApp.root_dir=notebooks
 
 clean-lake:
 	rm -rf .local/warehouse

@@ -23,6 +23,9 @@ INSTALL_REQUIRES = [
     "ibm-db>=3.2",
 ]
 
+# What executing notebooks/ needs: a kernel, the notebook format and its runner, the plots.
+NOTEBOOK_RUN = ["ipykernel==7.4.0", "nbformat==5.11.1", "nbclient==0.11.0", "matplotlib==3.11.2"]
+
 setup(
     name="ecomlake",
     version="0.1.0",
@@ -32,6 +35,12 @@ setup(
     packages=find_packages("lib"),
     package_data={"ecomlake": ["sql/*.sql"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=8", "chispa==0.12.0"]},
+    extras_require={
+        # nbclient runs notebooks/ in a real kernel (tests/e2e/test_notebook.py), so the test
+        # extra carries what the notebook's kernel imports.
+        "test": ["pytest>=8", "chispa==0.12.0", *NOTEBOOK_RUN],
+        # `make notebook`: the same, plus Jupyter Lab to open and edit them.
+        "notebook": [*NOTEBOOK_RUN, "jupyterlab==4.6.6"],
+    },
     entry_points={"console_scripts": ["ecomlake=ecomlake.cli:main"]},
 )
