@@ -11,7 +11,7 @@ export SPARK_LOCAL_IP := 127.0.0.1
 
 AIRFLOW_PY := .local/airflow/venv/bin/python
 
-.PHONY: setup demo test stack-up stack-down stack-status clean-lake help airflow airflow-up airflow-dags-test notebook
+.PHONY: setup demo test stack-up stack-down stack-status clean-lake help airflow airflow-up airflow-dags-test notebook superset bi bi-down
 
 help:
 	@echo "make demo    set up, start the local stack, load the course data, run the pipeline"
@@ -19,6 +19,7 @@ help:
 	@echo "make setup   only install: virtualenv, Python packages, Spark jars"
 	@echo "make stack-up | stack-down | stack-status"
 	@echo "make airflow | airflow-up | airflow-dags-test   Airflow in its own virtualenv"
+	@echo "make bi        Superset on http://127.0.0.1:18089 with the dashboards (after make demo); make bi-down"
 	@echo "make notebook  Jupyter Lab on 127.0.0.1:18888 over notebooks/ (gold tables, after make demo)"
 
 # Python packages (pinned in setup.py) and the Spark jars (pinned in stack/jars/pom.xml).
@@ -68,9 +69,20 @@ airflow-dags-test: airflow stack-up
 
 # The DAG tests run in Airflow's virtualenv (--confcutdir keeps tests/conftest.py, which needs
 # pyspark, out of it); everything else in the project's.
-test: stack-up airflow
+test: stack-up airflow superset
 	$(AIRFLOW_PY) -m pytest -p no:cacheprovider --confcutdir=tests/dags tests/dags
 	$(PY) -m pytest tests
+
+# Apache Superset in its own virtualenv (pins in stack/superset/requirements.txt), plus Debian's
+# chromium for the dashboard tests. Idempotent.
+superset:
+	stack/superset/install.sh
+
+bi: superset stack-up
+	$(ECOMLAKE) bi up
+
+bi-down:
+	$(ECOMLAKE) bi down
 
 NOTEBOOK_PORT ?= 18888
 

@@ -9,7 +9,7 @@ import logging
 import sys
 import time
 
-from ecomlake import hadoop, stack
+from ecomlake import bi, hadoop, stack
 from ecomlake.config import load_config
 from ecomlake.errors import EcomlakeError
 
@@ -52,6 +52,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_stack)
 
     hadoop.add_cli(sub)
+    bi.add_cli(sub)
 
     from ecomlake.sources.capstone import CAPSTONE_DIR
     c = sub.add_parser("load-capstone",

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Install Apache Superset (pins in stack/superset/requirements.txt) into its own virtualenv,
+# .local/superset/venv, and Debian's chromium (the headless browser that checks the
+# dashboards). Idempotent: a second run only checks, unless requirements.txt changed.
+#
+#   stack/superset/install.sh            install or check
+#   SUPERSET_PYTHON=python3.11 ...       the interpreter to build the virtualenv from
+#
+# Superset lives apart from the project's .venv on purpose: it pins its own pandas, Flask,
+# SQLAlchemy 1.4 and pyarrow. `ecomlake bi up` (lib/ecomlake/bi.py) starts it from here.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+REQ="$ROOT/stack/superset/requirements.txt"
+BASE="$ROOT/.local/superset"
+VENV="$BASE/venv"
+STAMP="$BASE/installed.sha256"
+PYTHON="${SUPERSET_PYTHON:-python3.11}"
+
+say() { echo "superset-install: $*"; }
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  say "creating virtualenv $VENV ($($PYTHON --version))"
+  mkdir -p "$BASE"
+  "$PYTHON" -m venv "$VENV"
+fi
+
+want="$(sha256sum "$REQ" | cut -d' ' -f1)"
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
+  say "requirements unchanged since the last install ($REQ): nothing to install"
+else
+  say "installing $REQ (no constraints file: it is on GitHub, unreachable here; pins are in the file)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -r "$REQ"
+  "$VENV/bin/python" -m pip check
+  "$VENV/bin/python" -m pip freeze > "$BASE/requirements.lock.txt"
+  echo "$want" > "$STAMP"
+  say "installed; resolved versions in $BASE/requirements.lock.txt"
+fi
+
+# The headless browser for the dashboard check: Debian's chromium (no browser download).
+# --no-install-recommends keeps it to the browser and its libraries; fonts-liberation gives
+# the charts' text a font.
+if ! command -v chromium >/dev/null; then
+  say "installing Debian's chromium (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q --no-install-recommends chromium fonts-liberation >/dev/null \
+    || { apt-get update -q >/dev/null && \
+         apt-get install -y -q --no-install-recommends chromium fonts-liberation >/dev/null; }
+fi
+
+say "superset $("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("apache-superset"))') at $VENV/bin/superset; $(chromium --version 2>/dev/null | head -1)"
