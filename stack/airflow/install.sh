@@ -14,29 +14,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 REQ="$ROOT/stack/airflow/requirements.txt"
 BASE="$ROOT/.local/airflow"
 VENV="$BASE/venv"
-STAMP="$BASE/installed.sha256"
 PYTHON="${AIRFLOW_PYTHON:-python3.11}"
 
 say() { echo "airflow-install: $*"; }
 
-if [[ ! -x "$VENV/bin/python" ]]; then
-  say "creating virtualenv $VENV ($($PYTHON --version))"
-  mkdir -p "$BASE"
-  "$PYTHON" -m venv "$VENV"
-fi
-
-want="$(sha256sum "$REQ" | cut -d' ' -f1)"
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
-  say "requirements unchanged since the last install ($REQ): nothing to install"
-else
-  say "installing $REQ (no constraints file: it is on GitHub, unreachable here; pins are in the file)"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -r "$REQ"
-  "$VENV/bin/python" -m pip check
-  "$VENV/bin/python" -m pip freeze > "$BASE/requirements.lock.txt"
-  echo "$want" > "$STAMP"
-  say "installed; resolved versions in $BASE/requirements.lock.txt"
-fi
+"$ROOT/stack/venv-install.sh" airflow "$REQ" "$BASE" "$PYTHON"
 
 # The DAG files (and tests/dags) read the project's Spark settings through ecomlake.config and
 # ecomlake.spark, which need only PyYAML (Airflow has it). A .pth file makes lib/ importable

@@ -14,29 +14,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 REQ="$ROOT/stack/superset/requirements.txt"
 BASE="$ROOT/.local/superset"
 VENV="$BASE/venv"
-STAMP="$BASE/installed.sha256"
 PYTHON="${SUPERSET_PYTHON:-python3.11}"
 
 say() { echo "superset-install: $*"; }
 
-if [[ ! -x "$VENV/bin/python" ]]; then
-  say "creating virtualenv $VENV ($($PYTHON --version))"
-  mkdir -p "$BASE"
-  "$PYTHON" -m venv "$VENV"
-fi
-
-want="$(sha256sum "$REQ" | cut -d' ' -f1)"
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
-  say "requirements unchanged since the last install ($REQ): nothing to install"
-else
-  say "installing $REQ (no constraints file: it is on GitHub, unreachable here; pins are in the file)"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -r "$REQ"
-  "$VENV/bin/python" -m pip check
-  "$VENV/bin/python" -m pip freeze > "$BASE/requirements.lock.txt"
-  echo "$want" > "$STAMP"
-  say "installed; resolved versions in $BASE/requirements.lock.txt"
-fi
+"$ROOT/stack/venv-install.sh" superset "$REQ" "$BASE" "$PYTHON"
 
 # The headless browser for the dashboard check: Debian's chromium (no browser download).
 # --no-install-recommends keeps it to the browser and its libraries; fonts-liberation gives
