@@ -97,6 +97,10 @@ class PostgresSettings:
     schema: str
     user: str
     password_env: str
+    # How publish moves rows into the staging table: `copy` streams each Spark partition into
+    # COPY FROM STDIN (psycopg2, Arrow batches rendered as CSV); `jdbc` is Spark's JDBC writer
+    # (batched INSERTs). COPY is ~4x faster; both end in the same reconcile and swap.
+    bulk_write: str = "copy"
 
     @property
     def jdbc_url(self) -> str:
@@ -231,7 +235,14 @@ def _build(cls, data: Any, where: str, source: str):
             kwargs[name] = _build(_SECTIONS[f.type], value, key, source)
         else:
             kwargs[name] = _coerce(f.type, value, key, source)
+        allowed = _CHOICES.get(key)
+        if allowed and kwargs[name] not in allowed:
+            raise ConfigError(f"{source}: `{key}` must be one of {', '.join(allowed)}, "
+                              f"got {kwargs[name]!r}")
     return cls(**kwargs)
+
+
+_CHOICES = {"postgres.bulk_write": ("copy", "jdbc")}
 
 
 def _coerce(type_name: str, value: Any, key: str, source: str):

@@ -70,7 +70,7 @@ def stage_silver(spark, cfg: Config, run: Run) -> None:
 
 
 def stage_gold(spark, cfg: Config, run: Run) -> None:
-    for name, n in gold.build(spark, cfg).items():
+    for name, n in gold.build(spark, cfg, run.batch_id, run.full_refresh).items():
         run.summary[f"gold.{name}"] = n
 
 
@@ -80,7 +80,7 @@ def stage_publish(spark, cfg: Config, run: Run) -> None:
         names = run.tables or tuple(gold.GOLD_TABLES)
         for name in names:
             result = publish_table(spark, wh, name, delta.read(spark, cfg, f"gold.{name}"),
-                                   gold.GOLD_TABLES.get(name, []))
+                                   gold.GOLD_TABLES.get(name, []), run.batch_id)
             run.summary[f"{target}: {wh.qualified(name)}"] = result.rows
         for obj in refresh_derived(spark, wh, list(names)):
             run.summary[f"{target}: {wh.qualified(obj)} (refreshed)"] = "-"

@@ -25,10 +25,6 @@ from ecomlake.io.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
-JDBC_BATCH_SIZE = 10_000
-MAX_WRITE_PARTITIONS = 4   # bounded: each partition is one connection to the warehouse
-
-
 @dataclass
 class PublishResult:
     target: str
@@ -90,13 +86,16 @@ def refresh_derived(spark, wh: Warehouse, published: list[str]) -> list[str]:
     return done
 
 
-def publish_table(spark, wh: Warehouse, table: str, df: DataFrame, primary_key: list[str]) -> PublishResult:
+def publish_table(spark, wh: Warehouse, table: str, df: DataFrame, primary_key: list[str],
+                  run_id: str = "") -> PublishResult:
     t0 = time.monotonic()
     conn = wh.connect(spark)
     try:
         for leftover in wh.list_tables(conn, staging_prefix(table)):
             log.warning("%s: dropping staging table %s left by an earlier run", wh.name, leftover)
             conn.execute(f"DROP TABLE {wh.qualified(leftover)}")
+        if not wh.table_exists(conn, wh.PUBLISH_LOG):
+            conn.execute(wh.create_table_sql(wh.PUBLISH_LOG, wh.publish_log_columns(), []))
         conn.commit()
 
         expected, string_lengths = profile(df)
@@ -108,11 +107,10 @@ def publish_table(spark, wh: Warehouse, table: str, df: DataFrame, primary_key: 
                  wh.qualified(staging))
 
         out = df.select([F.col(f.name).alias(c.name) for f, c in zip(df.schema.fields, columns)])
-        (out.repartition(max(1, min(MAX_WRITE_PARTITIONS, expected[0] // 100_000 + 1)))
-         .write.format("jdbc").options(**wh.jdbc_options())
-         .option("dbtable", wh.qualified(staging))
-         .option("batchsize", JDBC_BATCH_SIZE)
-         .mode("append").save())
+        wh.write_staging(out, staging, int(expected[0]))
+        for sql in wh.prepare_staging_statements(staging, primary_key):
+            conn.execute(sql)
+        conn.commit()
 
         sums = ", ".join(wh.sum_sql(c, df.schema[c].dataType) for c in numeric_columns(df.schema))
         actual = list(conn.query(f"SELECT COUNT(*){', ' + sums if sums else ''} "
@@ -127,17 +125,8 @@ def publish_table(spark, wh: Warehouse, table: str, df: DataFrame, primary_key: 
         log.info("%s: staging %s reconciled with gold.%s (%d rows); swapping", wh.name,
                  wh.qualified(staging), table, expected[0])
 
-        existing = wh.table_columns(conn, table)
-        wanted = [c.name for c in columns]
-        statements = []
-        if existing is not None and [e.upper() for e in existing] != [w.upper() for w in wanted]:
-            log.warning("%s: %s changed columns (%s -> %s): recreating it", wh.name, table,
-                        existing, wanted)
-            statements.append(wh.drop_table_sql(table))
-            existing = None
-        if existing is None:
-            statements.append(wh.create_table_sql(table, columns, primary_key))
-        statements += wh.replace_statements(table, staging, columns)
+        statements = wh.swap_statements(conn, table, staging, columns, primary_key)
+        statements.append(wh.publish_log_insert_sql(table, int(expected[0]), run_id))
         for sql in statements:
             conn.execute(sql)
         conn.commit()   # the one moment readers switch from the old rows to the new

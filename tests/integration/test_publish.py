@@ -157,3 +157,74 @@ def test_materialized_total_sales_per_country_is_refreshed(spark, cfg):
     rows = conn.query('SELECT country, total_sales FROM "public"."mv_total_sales_per_country" ORDER BY 1')
     conn.close()
     assert rows == [("Argentina", Decimal("3.50")), ("Austria", Decimal("4.00"))]
+
+
+def _pg_rows(wh, sql):
+    conn = wh.connect()
+    try:
+        return conn.query(sql)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("bulk_write", ["copy", "jdbc"])
+def test_postgres_rows_arrive_exactly_by_copy_and_by_jdbc(spark, bulk_write):
+    """Values CSV could mangle (delimiters, quotes, newlines, empty text vs NULL, unicode,
+    microseconds, time zones) arrive exactly, whichever way the rows move."""
+    import datetime as dt
+
+    cfg = load_config("local", overrides={"postgres": {"bulk_write": bulk_write}})
+    wh = PostgresWarehouse(cfg)
+    texts = ['plain', 'comma, inside', 'quote " inside', 'line\nbreak', '', None, 'Ünïcødé ✓',
+             '\\N', 'NULL']
+    df = spark.createDataFrame(
+        [(i, t, i % 2 == 0 if i != 5 else None, i * 1.5 if i != 4 else None)
+         for i, t in enumerate(texts)],
+        "id int, label string, flag boolean, ratio double"
+    ).select("*",
+             (F.col("id") * 1000 + F.lit(0.25)).cast("decimal(12,2)").alias("amount"),
+             F.expr("timestamp_micros(1583058030123456 + id * 86400000000)").alias("at"),
+             F.expr("date_add(DATE'2020-02-28', id)").alias("day"))
+    publish.publish_table(spark, wh, "copy_probe", df, ["id"])
+    rows = _pg_rows(wh, 'SELECT id, label, flag, ratio, amount, "at", "day" FROM '
+                        '"public"."copy_probe" ORDER BY id')
+    start = dt.datetime(2020, 3, 1, 10, 20, 30, 123456, tzinfo=dt.timezone.utc)
+    expected = [(i, t, i % 2 == 0 if i != 5 else None, i * 1.5 if i != 4 else None,
+                 Decimal(i * 1000) + Decimal("0.25"), start + dt.timedelta(days=i),
+                 dt.date(2020, 2, 28) + dt.timedelta(days=i)) for i, t in enumerate(texts)]
+    assert rows == expected
+
+
+def test_postgres_swap_keeps_grants_views_and_logs_the_publish(spark, cfg):
+    wh = PostgresWarehouse(cfg)
+    publish.publish_table(spark, wh, "swap_probe", gold_frame(spark, 50, 1), ["product_id"])
+    conn = wh.connect()
+    conn.execute('GRANT SELECT ON "public"."swap_probe" TO PUBLIC')
+    conn.execute('DROP VIEW IF EXISTS "public"."swap_probe_view"')
+    conn.commit()
+    conn.close()
+
+    # replaced by the rename swap: the grant is carried over to the new table
+    publish.publish_table(spark, wh, "swap_probe", gold_frame(spark, 60, 2), ["product_id"],
+                          run_id="probe-run-2")
+    assert _pg_rows(wh, "SELECT grantee, privilege_type FROM information_schema.role_table_grants "
+                        "WHERE table_name = 'swap_probe' AND grantee = 'PUBLIC'") == [("PUBLIC", "SELECT")]
+    assert target_totals(wh, spark, "swap_probe") == totals(spark, gold_frame(spark, 60, 2))
+
+    # a view someone else built on the table survives the next publish and shows its rows
+    conn = wh.connect()
+    conn.execute('CREATE VIEW "public"."swap_probe_view" AS SELECT SUM(units) AS u '
+                 'FROM "public"."swap_probe"')
+    conn.commit()
+    conn.close()
+    publish.publish_table(spark, wh, "swap_probe", gold_frame(spark, 70, 3), ["product_id"],
+                          run_id="probe-run-3")
+    assert _pg_rows(wh, 'SELECT u FROM "public"."swap_probe_view"') == \
+        [(sum(i % 7 + 3 for i in range(1, 71)),)]
+    log_rows = _pg_rows(wh, "SELECT run_id, row_count FROM publish_log WHERE table_name = "
+                            "'swap_probe' ORDER BY published_at DESC LIMIT 2")
+    assert log_rows == [("probe-run-3", 70), ("probe-run-2", 60)]
+    conn = wh.connect()
+    conn.execute('DROP VIEW "public"."swap_probe_view"')
+    conn.commit()
+    conn.close()

@@ -78,3 +78,9 @@ def test_job_arguments_are_explained_and_validated(capsys):
     with pytest.raises(SystemExit):
         p.parse_args(["--run-date", "25/11/2026"])
     assert "not a date (YYYY-MM-DD)" in capsys.readouterr().err
+
+
+def test_a_value_outside_its_choices_is_rejected_by_name():
+    with pytest.raises(ConfigError, match=r"`postgres.bulk_write` must be one of copy, jdbc, got 'fast'"):
+        load_config("local", overrides={"postgres": {"bulk_write": "fast"}})
+    assert load_config("local").postgres.bulk_write == "copy"

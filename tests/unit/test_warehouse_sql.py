@@ -97,3 +97,21 @@ def test_db2_mqt_is_deferred_and_refreshed(cfg):
     assert mqt.create_sql.endswith(") DATA INITIALLY DEFERRED REFRESH DEFERRED")
     assert mqt.refresh_sql == ('REFRESH TABLE "APP"."MQT_TOTAL_SALES_PER_COUNTRY"',)
     assert DB2Warehouse(cfg).derived_objects() == []   # the Derby stand-in has no MQTs
+
+
+def test_postgres_builds_the_staging_key_and_renames_it_with_the_table(cfg):
+    pg = PostgresWarehouse(cfg)
+    assert pg.prepare_staging_statements("stg_sales_ab12", ["product_id"]) == [
+        'ALTER TABLE "public"."stg_sales_ab12" ADD CONSTRAINT "stg_sales_ab12_pkey" '
+        'PRIMARY KEY ("product_id")']
+    assert pg._rename_into("Sales", "stg_sales_ab12", ["product_id"]) == [
+        'ALTER TABLE "public"."stg_sales_ab12" RENAME TO "sales"',
+        'ALTER TABLE "public"."sales" RENAME CONSTRAINT "stg_sales_ab12_pkey" TO "sales_pkey"']
+
+
+def test_publish_log_insert_quotes_the_run_id(cfg):
+    for wh, table in ((PostgresWarehouse(cfg), '"public"."publish_log"'),
+                      (DB2Warehouse(cfg), '"APP"."PUBLISH_LOG"')):
+        sql = wh.publish_log_insert_sql("FactSales", 12, "run 'x'")
+        assert sql.startswith(f"INSERT INTO {table} (")
+        assert sql.endswith("VALUES ('FactSales', 12, CURRENT_TIMESTAMP, 'run ''x''')")

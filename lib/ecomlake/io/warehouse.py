@@ -11,6 +11,7 @@ warehouse normalises names that way and Spark's quoted INSERT then matches the c
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from decimal import Decimal
@@ -23,6 +24,9 @@ from ecomlake.config import Config
 from ecomlake.errors import refused, unavailable
 
 log = logging.getLogger(__name__)
+
+JDBC_BATCH_SIZE = 10_000
+MAX_WRITE_PARTITIONS = 4   # bounded: each partition is one connection to the warehouse
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,53 @@ class Warehouse:
                 f"SELECT {cols} FROM {self.qualified(staging)}",
                 f"DROP TABLE {self.qualified(staging)}"]
 
+    # publish steps -------------------------------------------------------------------------
+    def write_staging(self, df, staging: str, rows: int) -> None:
+        """Move the rows into the (empty) staging table: Spark's JDBC writer, batched, on a
+        bounded number of connections."""
+        (_bounded_partitions(df, rows)
+         .write.format("jdbc").options(**self.jdbc_options())
+         .option("dbtable", self.qualified(staging))
+         .option("batchsize", JDBC_BATCH_SIZE)
+         .mode("append").save())
+
+    def prepare_staging_statements(self, staging: str, primary_key: list[str]) -> list[str]:
+        """Run after the rows are in staging, before reconciling (e.g. build its key)."""
+        return []
+
+    def swap_statements(self, conn, target: str, staging: str, columns: list[Column],
+                        primary_key: list[str]) -> list[str]:
+        """One transaction's statements making `target` hold exactly staging's rows: the
+        target is created (or recreated when its columns changed), then refilled."""
+        existing = self.table_columns(conn, target)
+        wanted = [c.name for c in columns]
+        statements = []
+        if existing is not None and [e.upper() for e in existing] != [w.upper() for w in wanted]:
+            log.warning("%s: %s changed columns (%s -> %s): recreating it", self.name, target,
+                        existing, wanted)
+            statements.append(self.drop_table_sql(target))
+            existing = None
+        if existing is None:
+            statements.append(self.create_table_sql(target, columns, primary_key))
+        return statements + self.replace_statements(target, staging, columns)
+
+    PUBLISH_LOG = "publish_log"
+
+    def publish_log_columns(self) -> list[Column]:
+        """One row per table per successful publish, written in the swap's transaction: the
+        dashboards' data freshness page reads it."""
+        text = "TEXT" if self.name == "postgres" else "VARCHAR(128)"
+        stamp = "TIMESTAMPTZ" if self.name == "postgres" else "TIMESTAMP"
+        return [Column(self.norm("table_name"), text, False),
+                Column(self.norm("row_count"), "BIGINT", False),
+                Column(self.norm("published_at"), stamp, False),
+                Column(self.norm("run_id"), text, True)]
+
+    def publish_log_insert_sql(self, table: str, rows: int, run_id: str) -> str:
+        cols = ", ".join(self.ident(c.name) for c in self.publish_log_columns())
+        return (f"INSERT INTO {self.qualified(self.PUBLISH_LOG)} ({cols}) VALUES "
+                f"('{_safe(table)}', {int(rows)}, CURRENT_TIMESTAMP, '{_literal(run_id)}')")
+
     # connections ---------------------------------------------------------------------------
     @property
     def schema(self) -> str:
@@ -173,6 +224,83 @@ class PostgresWarehouse(Warehouse):
         # new rows) and far cheaper than DELETE on big tables.
         stmts = super().replace_statements(target, staging, columns)
         return [f"TRUNCATE {self.qualified(target)}"] + stmts[1:]
+
+    def write_staging(self, df, staging, rows):
+        if self.cfg.postgres.bulk_write == "jdbc":
+            return super().write_staging(df, staging, rows)
+        from ecomlake.io.pgcopy import copy_partitions
+
+        p = self.cfg.postgres
+        params = dict(host=p.host, port=p.port, dbname=p.database, user=p.user,
+                      password=self.cfg.secret("postgres"), connect_timeout=5,
+                      options="-c timezone=UTC")   # see pgcopy._utc_wall_clock
+        cols = ", ".join(self.ident(f.name) for f in df.schema.fields)
+        sql = f"COPY {self.qualified(staging)} ({cols}) FROM STDIN WITH (FORMAT csv)"
+        written = (_bounded_partitions(df, rows)
+                   .mapInArrow(functools.partial(copy_partitions, params, sql), "rows long")
+                   .groupBy().sum("rows").collect()[0][0]) or 0
+        if written != rows:   # reconciliation would catch it too; this says where it went wrong
+            log.warning("%s: COPY wrote %d rows into %s, expected %d", self.name, written,
+                        staging, rows)
+
+    def _pk_name(self, table):
+        return self.norm(f"{table}_pkey")
+
+    def prepare_staging_statements(self, staging, primary_key):
+        # The key is built once the rows are in: far cheaper than maintaining it row by row.
+        if not primary_key:
+            return []
+        return [f"ALTER TABLE {self.qualified(staging)} ADD CONSTRAINT "
+                f"{self.ident(self._pk_name(staging))} PRIMARY KEY "
+                f"({', '.join(self.ident(self.norm(k)) for k in primary_key)})"]
+
+    def swap_statements(self, conn, target, staging, columns, primary_key):
+        """Rename swap: drop the old table and rename staging into its place, in one
+        transaction (no second copy of the rows). Readers blocked on the old table resume on
+        the new one after the commit. Kept across the swap: grants on the old table, and our
+        derived objects (recreated and filled in the same transaction). A table that other
+        views depend on is refilled instead (TRUNCATE + INSERT), so those views survive."""
+        if not self.table_exists(conn, target):
+            return self._rename_into(target, staging, primary_key)
+        ours = {self.norm(o.name) for o in self.derived_objects()}
+        foreign = set(self._dependent_views(conn, target)) - ours
+        if foreign:
+            log.info("%s: views %s depend on %s: refilling it in place", self.name,
+                     sorted(foreign), target)
+            return super().swap_statements(conn, target, staging, columns, primary_key)
+        statements = [f"DROP MATERIALIZED VIEW {self.qualified(o.name)}"
+                      for o in self.derived_objects()
+                      if target in o.depends_on and self.table_exists(conn, o.name)]
+        statements.append(f"DROP TABLE {self.qualified(target)}")
+        statements += self._rename_into(target, staging, primary_key)
+        statements += [f"GRANT {priv} ON {self.qualified(target)} TO {_role(grantee)}"
+                       for grantee, priv in self._grants(conn, target)]
+        for obj in self.derived_objects():
+            deps = [d for d in obj.depends_on if d != target]
+            if target in obj.depends_on and all(self.table_exists(conn, d) for d in deps):
+                statements += [obj.create_sql, *obj.refresh_sql]
+        return statements
+
+    def _rename_into(self, target, staging, primary_key):
+        stmts = [f"ALTER TABLE {self.qualified(staging)} RENAME TO {self.ident(target)}"]
+        if primary_key:
+            stmts.append(f"ALTER TABLE {self.qualified(target)} RENAME CONSTRAINT "
+                         f"{self.ident(self._pk_name(staging))} TO {self.ident(self._pk_name(target))}")
+        return stmts
+
+    def _dependent_views(self, conn, table):
+        rows = conn.query(
+            "SELECT DISTINCT v.relname FROM pg_depend d JOIN pg_rewrite r ON d.objid = r.oid "
+            "JOIN pg_class v ON r.ev_class = v.oid WHERE d.refobjid = "
+            f"to_regclass('{self.norm(self.schema)}.{self.norm(table)}') AND v.relname <> "
+            f"'{self.norm(table)}'")
+        return [r[0] for r in rows]
+
+    def _grants(self, conn, table):
+        return conn.query(
+            "SELECT grantee, privilege_type FROM information_schema.role_table_grants "
+            f"WHERE table_schema = '{self.norm(self.schema)}' AND table_name = "
+            f"'{self.norm(table)}' AND grantee <> current_user ORDER BY 1, 2")
 
     def connect(self, spark=None):
         p = self.cfg.postgres
@@ -292,6 +420,24 @@ _COMMON_TYPES = {
 }
 
 
+def _bounded_partitions(df, rows: int):
+    """At most MAX_WRITE_PARTITIONS partitions (each is one connection to the warehouse), and
+    at least one per ~250k rows up to that bound, so big tables load in parallel."""
+    want = max(1, min(MAX_WRITE_PARTITIONS, rows // 250_000 + 1))
+    have = df.rdd.getNumPartitions()
+    if have > want:
+        return df.coalesce(want)
+    return df.repartition(want) if have < want else df
+
+
+def _role(name: str) -> str:
+    return "PUBLIC" if name == "PUBLIC" else '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return str(text).replace("'", "''")
+
+
 def _safe(name: str) -> str:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"not a plain SQL identifier: {name!r}")
@@ -339,7 +485,8 @@ class JdbcConnection:
         props = jvm.java.util.Properties()
         props.setProperty("user", user)
         props.setProperty("password", password)
-        props.setProperty("loginTimeout", "5")
+        # A server that is down refuses at once; this bounds a slow login (a busy database).
+        props.setProperty("loginTimeout", "20")
         try:
             # Driver.connect directly: DriverManager cannot see jars added via spark.jars.
             jdriver = loader.loadClass(driver).newInstance()
