@@ -56,10 +56,12 @@ export SPARK_LOCAL_IP=127.0.0.1
 export PYSPARK_PYTHON="$PY" PYSPARK_DRIVER_PYTHON="$PY"
 export ECOMLAKE_ENV="$ENV_NAME" ECOMLAKE_HOME="$ROOT"
 
-# The package as a zip for --py-files (rebuilt every run: cheap, and never stale).
+# The package as a zip for --py-files, built for this run (cheap, never stale). One file per run:
+# Python reads a zip lazily, so a job must never see its zip replaced by a concurrent job's.
+# Zips of runs older than two days are removed.
 mkdir -p "$ROOT/.local/dist"
-# Written beside and renamed into place, so a job already reading the zip never sees half of one.
-ZIP="$ROOT/.local/dist/ecomlake.zip"
+find "$ROOT/.local/dist" -name 'ecomlake-*.zip' -mmin +2880 -delete 2>/dev/null || true
+ZIP="$ROOT/.local/dist/ecomlake-$(date -u +%Y%m%dT%H%M%S)-$$.zip"
 (cd "$ROOT/lib" && "$PY" - "$ZIP" <<'PYEOF'
 import os, sys, zipfile, pathlib
 tmp = f"{sys.argv[1]}.{os.getpid()}.tmp"

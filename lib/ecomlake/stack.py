@@ -206,6 +206,10 @@ class MariaDB(Server):
                f"CREATE USER IF NOT EXISTS '{user}'@'127.0.0.1' IDENTIFIED BY '{pw}';\n"
                f"ALTER USER '{user}'@'127.0.0.1' IDENTIFIED BY '{pw}';\n"
                f"GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'127.0.0.1';\n"
+               # a scratch copy of the sources for benchmarks, so they never clobber the
+               # data the demo and the tests use
+               f"CREATE DATABASE IF NOT EXISTS `{db}_bench`;\n"
+               f"GRANT ALL PRIVILEGES ON `{db}_bench`.* TO '{user}'@'127.0.0.1';\n"
                # LOAD DATA INFILE (server-side) for the loader and the benchmark baseline
                f"GRANT FILE ON *.* TO '{user}'@'127.0.0.1';\n")
         run(["mariadb", f"--socket={self.socket_path}", "-uroot"], input=sql)
@@ -336,7 +340,10 @@ class Derby(Server):
 
     def start(self) -> None:
         # -noSecurityManager: the default policy looks for a jar named exactly derbynet.jar.
+        # bootAll: open the database when the server starts, not on the first client's login
+        # (booting it then can outlast the client's login timeout on a busy machine).
         self.spawn(["java", "-Xmx512m", f"-Dderby.system.home={self.data_dir}",
+                    "-Dderby.system.bootAll=true",
                     "-cp", self.classpath, "org.apache.derby.drda.NetworkServerControl",
                     "start", "-h", self.host, "-p", str(self.port), "-noSecurityManager"],
                    cwd=self.data_dir)

@@ -117,3 +117,22 @@ def test_rollup_and_cube_have_subtotals_and_grand_total(spark):
             for r in gold.to_grouping_sets_country_category(wide).collect()}
     assert sets[(None, "Books", 2)] == Decimal("12.50")
     assert sets[(None, None, 3)] == Decimal("17.50")
+
+
+def test_to_inventory_on_hand_names_items_and_keeps_unknown_ones(spark):
+    t = dt.datetime(2026, 11, 1)
+    inventory = spark.createDataFrame(
+        [(1, 10, 5, t), (1, 20, 0, t), (99, 10, 7, t)],
+        "product_id int, warehouse_id int, quantity_on_hand int, updated_at timestamp")
+    dim_item = spark.createDataFrame(
+        [(1, "Galaxy", "Mobile Phone", "Samsung", 2, "Electronics", Decimal("300.00"))],
+        "itemid int, item string, type string, brand string, categoryid int, category string, "
+        "list_price decimal(12,2)")
+    expected = spark.createDataFrame(
+        [(1, "Galaxy", "Mobile Phone", "Electronics", 10, 5, t),
+         (1, "Galaxy", "Mobile Phone", "Electronics", 20, 0, t),
+         (99, "Unknown", "Unknown", "Unknown", 10, 7, t)],
+        "itemid int, item string, type string, category string, warehouse_id int, "
+        "quantity_on_hand int, updated_at timestamp")
+    assert_df_equality(gold.to_inventory_on_hand(inventory, dim_item), expected,
+                       ignore_row_order=True, ignore_nullable=True)
