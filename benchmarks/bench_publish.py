@@ -56,6 +56,10 @@ def main():
     df.count()
     print(f"rows: {args.rows:,}")
 
+    # The pipeline publishes the dimensions before FactSales, so its Python workers (COPY runs
+    # in them) are already up: warm them the same way, with a DimDate-sized table.
+    cold = timed("warm-up: publish a 1,096-row table (first use)",
+                 lambda: publish_table(spark, wh, "bench_warmup", df.limit(1096), ["orderid"]))
     ours = timed("ecomlake publish, COPY (staging, reconcile, swap)",
                  lambda: publish_table(spark, wh, "bench_factsales", df, ["orderid"]))
     # a second publish replaces an existing table (the daily case: drop + rename in the swap)
@@ -91,7 +95,7 @@ def main():
     print(f"ratio ecomlake JDBC batches / psql \\copy:      {ours_jdbc / copy:.2f}x")
     print(f"ratio ecomlake COPY / Spark default JDBC:       {ours / spark_default:.2f}x")
     conn = wh.connect()
-    for t in ("bench_factsales", "bench_factsales_default", "bench_factsales_copy"):
+    for t in ("bench_factsales", "bench_factsales_default", "bench_factsales_copy", "bench_warmup"):
         conn.execute(f"DELETE FROM publish_log WHERE table_name = '{t}'")
         conn.execute(f"DROP TABLE IF EXISTS {t}")
     conn.commit()

@@ -421,13 +421,10 @@ _COMMON_TYPES = {
 
 
 def _bounded_partitions(df, rows: int):
-    """At most MAX_WRITE_PARTITIONS partitions (each is one connection to the warehouse), and
-    at least one per ~250k rows up to that bound, so big tables load in parallel."""
-    want = max(1, min(MAX_WRITE_PARTITIONS, rows // 250_000 + 1))
-    have = df.rdd.getNumPartitions()
-    if have > want:
-        return df.coalesce(want)
-    return df.repartition(want) if have < want else df
+    """At most MAX_WRITE_PARTITIONS partitions (each is one connection to the warehouse).
+    Never more than the frame has: a shuffle to spread the rows costs more than the parallel
+    write gains (measured: 1M rows, 2 -> 4 partitions, 1.9 s -> 2.6 s)."""
+    return df.coalesce(MAX_WRITE_PARTITIONS) if df.rdd.getNumPartitions() > MAX_WRITE_PARTITIONS else df
 
 
 def _role(name: str) -> str:
