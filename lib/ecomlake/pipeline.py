@@ -70,7 +70,7 @@ def stage_silver(spark, cfg: Config, run: Run) -> None:
 
 
 def stage_gold(spark, cfg: Config, run: Run) -> None:
-    for name, n in gold.build(spark, cfg, run.batch_id, run.full_refresh).items():
+    for name, n in gold.build(spark, cfg).items():
         run.summary[f"gold.{name}"] = n
 
 

@@ -152,6 +152,8 @@ def merge_history(spark, cfg: Config, table: str, batch: DataFrame, keys: list[s
         if not exists:
             delta.overwrite(rows.drop("_is_new"), cfg, name)
             return n
+        if n == 0:
+            return 0   # nothing changed: no MERGE, no empty commit
         delta.close_and_append_versions(spark, cfg, name, rows, keys)
         return n
     finally:

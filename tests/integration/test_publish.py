@@ -16,6 +16,23 @@ from ecomlake.io import delta
 from ecomlake.io.warehouse import DB2Warehouse, PostgresWarehouse
 
 TABLE = "sales_by_product"
+PROBES = ("recon_probe", "rerun_probe", "copy_probe", "swap_probe")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def drop_probes(cfg):
+    """The probe tables (and their publish_log rows) go once the module is done, so the
+    dashboards' data-freshness page lists only the pipeline's tables."""
+    yield
+    conn = PostgresWarehouse(cfg).connect()
+    try:
+        for t in PROBES:
+            conn.execute(f'DROP TABLE IF EXISTS "public"."{t}"')
+        conn.execute("DELETE FROM publish_log WHERE table_name IN "
+                     f"({', '.join(repr(t) for t in PROBES)})")
+        conn.commit()
+    finally:
+        conn.close()
 
 
 def gold_frame(spark, rows: int, factor: int):

@@ -29,6 +29,13 @@ def version(spark, cfg: Config, name: str) -> int:
     return DeltaTable.forPath(spark, path(cfg, name)).history(1).collect()[0]["version"]
 
 
+def written(spark, cfg: Config, name: str) -> tuple[int, int]:
+    """(version, rows written) of the table's last commit, from the Delta log: the row count
+    of a write without reading the table again."""
+    last = DeltaTable.forPath(spark, path(cfg, name)).history(1).collect()[0]
+    return last["version"], int((last["operationMetrics"] or {}).get("numOutputRows", 0))
+
+
 def replace_batch(df, cfg: Config, name: str, batch_id: str, partition_by: str) -> None:
     """Append one batch to an append-only table; rerunning the same batch replaces it
     (replaceWhere on _batch_id), so a retried run never duplicates rows."""
@@ -70,28 +77,6 @@ def merge(spark, cfg: Config, name: str, source, keys: list[str], *,
             "deleted": int(metrics.get("numTargetRowsDeleted", 0))}
 
 
-def upsert_and_delete(spark, cfg: Config, name: str, source, deleted_keys, keys: list[str]) -> dict[str, int]:
-    """One commit: upsert `source` (one row per key; rows equal to the target's are left
-    alone) and delete the rows whose key is in `deleted_keys`."""
-    flagged = (source.select("*", F.lit(False).alias("_delete"))
-               .unionByName(deleted_keys.join(source.select(*keys), keys, "left_anti")
-                            .select("*", F.lit(True).alias("_delete")),
-                            allowMissingColumns=True))
-    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in source.columns if c not in keys)
-    table = DeltaTable.forPath(spark, path(cfg, name))
-    (table.alias("t").merge(flagged.alias("s"), on)
-     .whenMatchedDelete(condition="s._delete")
-     .whenMatchedUpdate(condition=f"NOT s._delete AND ({changed})" if changed else "NOT s._delete",
-                        set={c: f"s.`{c}`" for c in source.columns})
-     .whenNotMatchedInsert(condition="NOT s._delete", values={c: f"s.`{c}`" for c in source.columns})
-     .execute())
-    metrics = table.history(1).collect()[0]["operationMetrics"] or {}
-    return {"inserted": int(metrics.get("numTargetRowsInserted", 0)),
-            "updated": int(metrics.get("numTargetRowsUpdated", 0)),
-            "deleted": int(metrics.get("numTargetRowsDeleted", 0))}
-
-
 def close_and_append_versions(spark, cfg: Config, name: str, versions, keys: list[str]) -> None:
     """Type 2 history in one commit: each row of `versions` (with valid_from, valid_to=NULL,
     is_current, _is_new) closes the current version of its key at its valid_from and is
@@ -113,8 +98,8 @@ def close_and_append_versions(spark, cfg: Config, name: str, versions, keys: lis
 
 def delete_keys(spark, cfg: Config, name: str, keys_df, keys: list[str]) -> int:
     """Delete the rows whose key is in `keys_df`; returns how many were deleted."""
-    if not exists(spark, cfg, name):
-        return 0
+    if not exists(spark, cfg, name) or keys_df.isEmpty():
+        return 0   # no MERGE, no empty commit: most runs delete nothing
     on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
     table = DeltaTable.forPath(spark, path(cfg, name))
     table.alias("t").merge(keys_df.alias("s"), on).whenMatchedDelete().execute()
