@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from ecomlake.config import Config, reference_names
 from ecomlake.io import delta
+from ecomlake.spark import in_parallel
 
 log = logging.getLogger(__name__)
 
@@ -230,8 +231,9 @@ def build(spark, cfg: Config) -> dict[str, int]:
     wide = sales_wide(read["FactSales"], read["DimDate"], read["DimCountry"],
                       read["DimCategory"], read["DimItem"]).cache()
     try:
-        for name, (builder, _) in MARTS.items():
-            counts[name] = write(spark, cfg, name, builder(wide))
+        marts = in_parallel(lambda item: write(spark, cfg, item[0], item[1][0](wide)),
+                            list(MARTS.items()))
+        counts.update(zip(MARTS, marts))
     finally:
         wide.unpersist()
     counts["sales_by_product"] = write(spark, cfg, "sales_by_product",

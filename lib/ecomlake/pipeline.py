@@ -12,6 +12,7 @@ from ecomlake.config import Config, load_tables
 from ecomlake.io import delta, mongo, mysql
 from ecomlake.io.warehouse import WAREHOUSES, warehouse
 from ecomlake.publish import publish_table, refresh_derived
+from ecomlake.spark import in_parallel
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +60,18 @@ def full_snapshot(spec, run: Run) -> bool:
 
 
 def stage_silver(spark, cfg: Config, run: Run) -> None:
-    for name, spec in load_tables().items():
+    def build(item):
+        name, spec = item
         if not delta.exists(spark, cfg, f"bronze.{name}"):
             log.warning("silver.%s: no bronze table yet, skipped", name)
-            continue
+            return
         counts = silver.build_table(spark, cfg, name, spec, run.batch_id,
                                     full_snapshot=full_snapshot(spec, run))
         run.summary[f"silver.{name}"] = delta.read(spark, cfg, f"silver.{name}").count()
         run.summary[f"silver.{name}_quarantine (this batch)"] = counts.quarantined
+
+    # independent tables: two at a time (see ecomlake.spark.in_parallel)
+    in_parallel(build, list(load_tables().items()))
 
 
 def stage_gold(spark, cfg: Config, run: Run) -> None:

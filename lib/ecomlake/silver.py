@@ -197,7 +197,11 @@ def build_table(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str, 
         deduped = clean.transform(latest_per_key(spec.key, LATEST_FIRST[table])).cache()
         n_clean = n_bronze - n_bad
         n_unique = deduped.count()
-        delta.replace_batch(bad, cfg, f"silver.{table}_quarantine", batch_id, "_batch_id")
+        quarantine = f"silver.{table}_quarantine"
+        if n_bad or not delta.exists(spark, cfg, quarantine) or \
+                delta.has_batch(spark, cfg, quarantine, batch_id):
+            # a clean batch costs no commit, unless a rerun must clear this batch's old rows
+            delta.replace_batch(bad, cfg, quarantine, batch_id, "_batch_id")
         merged = delta.merge(spark, cfg, f"silver.{table}", deduped, spec.key,
                              delete_missing=full_snapshot)
         delta.ensure_checks(spark, cfg, f"silver.{table}", silver_checks(spec))

@@ -45,6 +45,11 @@ def replace_batch(df, cfg: Config, name: str, batch_id: str, partition_by: str) 
      .save(path(cfg, name)))
 
 
+def has_batch(spark, cfg: Config, name: str, batch_id: str) -> bool:
+    return exists(spark, cfg, name) and not read(spark, cfg, name).filter(
+        F.col("_batch_id") == batch_id).isEmpty()
+
+
 def overwrite(df, cfg: Config, name: str) -> None:
     """Replace a table's content in one commit (readers see the old or the new version)."""
     (df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
