@@ -39,6 +39,35 @@ def default_args(timeout: timedelta, retry_delay: timedelta = timedelta(minutes=
             "max_retry_delay": timedelta(minutes=15), "execution_timeout": timeout}
 
 
+START_DATE = "2026-11-01"
+
+
+def ecomlake_dag(dag_id: str, doc: str, description: str, *, timeout: timedelta,
+                 schedule: str = "@daily", catchup: bool = True,
+                 retry_delay: timedelta = timedelta(minutes=1), tags: tuple[str, ...] = ()):
+    """The settings every ecomlake DAG shares. One run at a time (max_active_runs=1): runs share
+    the lake's tables, so dates go one after another, in order."""
+    import pendulum
+    from airflow.sdk import DAG
+
+    return DAG(dag_id=dag_id, description=description, schedule=schedule,
+               start_date=pendulum.parse(START_DATE, tz="UTC"), catchup=catchup,
+               max_active_runs=1, default_args=default_args(timeout, retry_delay),
+               tags=["ecomlake", "spark", *tags], doc_md=doc)
+
+
+def package_lib():
+    """The first task of every DAG (call it inside one): the ecomlake package as
+    .local/dist/ecomlake.zip, for the jobs' --py-files."""
+    from airflow.sdk import task
+
+    @task(task_id="package_lib", execution_timeout=timedelta(minutes=2))
+    def package() -> str:
+        return build_lib_zip()
+
+    return package()
+
+
 # Airflow connection that holds each server's password (conn id -> server name in conf/).
 CONNECTIONS = {"mysql": "ecomlake_mysql", "postgres": "ecomlake_postgres", "db2": "ecomlake_db2"}
 

@@ -12,29 +12,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import DAG, task
 
-from _common import build_lib_zip, default_args, submit_kwargs
+from _common import ecomlake_dag, package_lib, submit_kwargs
 
-with DAG(
-    dag_id="ecommerce_daily",
-    description="MySQL + MongoDB -> bronze -> silver -> gold -> PostgreSQL and DB2",
-    schedule="@daily",
-    start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
-    catchup=True,
-    max_active_runs=1,          # runs share the lake's tables: one date at a time, in order
-    default_args=default_args(timedelta(minutes=30)),
-    tags=["ecomlake", "spark"],
-    doc_md=__doc__,
-) as dag:
-
-    @task(execution_timeout=timedelta(minutes=2))
-    def package_lib() -> str:
-        """The ecomlake package as .local/dist/ecomlake.zip, for --py-files."""
-        return build_lib_zip()
-
+with ecomlake_dag("ecommerce_daily", __doc__,
+                  "MySQL + MongoDB -> bronze -> silver -> gold -> PostgreSQL and DB2",
+                  timeout=timedelta(minutes=30)) as dag:
     bronze_mysql = SparkSubmitOperator(
         task_id="bronze_mysql", **submit_kwargs("bronze", "--source", "mysql", secrets=("mysql",)))
     bronze_mongo = SparkSubmitOperator(

@@ -10,26 +10,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import DAG, task
 
-from _common import build_lib_zip, default_args, submit_kwargs
+from _common import ecomlake_dag, package_lib, submit_kwargs
 
-with DAG(
-    dag_id="process_web_log",
-    description="access log -> client IPs without the dropped address -> archive + hits per IP",
-    schedule="@daily",
-    start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
-    catchup=True,
-    max_active_runs=1,
-    default_args=default_args(timedelta(minutes=20)),
-    tags=["ecomlake", "spark", "weblog"],
-    doc_md=__doc__,
-) as dag:
-
-    @task(execution_timeout=timedelta(minutes=2))
-    def package_lib() -> str:
-        return build_lib_zip()
-
+with ecomlake_dag("process_web_log", __doc__,
+                  "access log -> client IPs without the dropped address -> archive + hits per IP",
+                  timeout=timedelta(minutes=20), tags=("weblog",)) as dag:
     package_lib() >> SparkSubmitOperator(task_id="weblog", **submit_kwargs("weblog"))
