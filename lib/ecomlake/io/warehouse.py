@@ -151,13 +151,12 @@ class Warehouse:
 
     def publish_log_columns(self) -> list[Column]:
         """One row per table per successful publish, written in the swap's transaction: the
-        dashboards' data freshness page reads it."""
-        text = "TEXT" if self.name == "postgres" else "VARCHAR(128)"
-        stamp = "TIMESTAMPTZ" if self.name == "postgres" else "TIMESTAMP"
-        return [Column(self.norm("table_name"), text, False),
-                Column(self.norm("row_count"), "BIGINT", False),
-                Column(self.norm("published_at"), stamp, False),
-                Column(self.norm("run_id"), text, True)]
+        dashboards' data freshness page reads it. Typed like any published column."""
+        schema = T.StructType([T.StructField("table_name", T.StringType(), False),
+                               T.StructField("row_count", T.LongType(), False),
+                               T.StructField("published_at", T.TimestampType(), False),
+                               T.StructField("run_id", T.StringType(), True)])
+        return self.columns(schema, {"table_name": 128, "run_id": 128})
 
     def publish_log_insert_sql(self, table: str, rows: int, run_id: str) -> str:
         cols = ", ".join(self.ident(c.name) for c in self.publish_log_columns())
