@@ -229,10 +229,7 @@ class PostgresWarehouse(Warehouse):
             return super().write_staging(df, staging, rows)
         from ecomlake.io.pgcopy import copy_partitions
 
-        p = self.cfg.postgres
-        params = dict(host=p.host, port=p.port, dbname=p.database, user=p.user,
-                      password=self.cfg.secret("postgres"), connect_timeout=5,
-                      options="-c timezone=UTC")   # see pgcopy._utc_wall_clock
+        params = self.connect_params("-c timezone=UTC")   # see pgcopy._utc_wall_clock
         cols = ", ".join(self.ident(f.name) for f in df.schema.fields)
         sql = f"COPY {self.qualified(staging)} ({cols}) FROM STDIN WITH (FORMAT csv)"
         written = (_bounded_partitions(df, rows)
@@ -301,15 +298,19 @@ class PostgresWarehouse(Warehouse):
             f"WHERE table_schema = '{self.norm(self.schema)}' AND table_name = "
             f"'{self.norm(table)}' AND grantee <> current_user ORDER BY 1, 2")
 
+    def connect_params(self, options: str) -> dict:
+        """psycopg2.connect's arguments: the one place that says how to reach PostgreSQL (the
+        swap's connection here, and the COPY connections in Spark's Python workers)."""
+        p = self.cfg.postgres
+        return dict(host=p.host, port=p.port, dbname=p.database, user=p.user,
+                    password=self.cfg.secret("postgres"), connect_timeout=5, options=options)
+
     def connect(self, spark=None):
         p = self.cfg.postgres
         try:
-            conn = psycopg2.connect(
-                host=p.host, port=p.port, dbname=p.database, user=p.user,
-                password=self.cfg.secret("postgres"), connect_timeout=5,
-                # A reader holding a long transaction would block the swap's TRUNCATE forever:
-                # give up after a while with a clear error instead of hanging the job.
-                options=f"-c lock_timeout={self.LOCK_TIMEOUT_MS}")
+            # A reader holding a long transaction would block the swap's DROP/TRUNCATE forever:
+            # give up after a while with a clear error instead of hanging the job.
+            conn = psycopg2.connect(**self.connect_params(f"-c lock_timeout={self.LOCK_TIMEOUT_MS}"))
             return PgConnection(conn)
         except psycopg2.OperationalError as exc:
             msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
