@@ -123,6 +123,13 @@ def record_deletes(spark, cfg: Config, table: str, spec: TableSpec, batch_id: st
     if not delta.exists(spark, cfg, f"silver.{table}"):
         return 0
     current = delta.read(spark, cfg, f"silver.{table}").select(*spec.key)
-    gone = current.join(source_keys.select(*spec.key), on=spec.key, how="left_anti")
-    out = gone.transform(with_audit_columns(f"keys:{table}", batch_id, run_date, ingested_at))
-    return replace_batch(spark, cfg, f"bronze.{table}_deletes", out, batch_id)
+    gone = current.join(source_keys.select(*spec.key), on=spec.key, how="left_anti").cache()
+    try:
+        name = f"bronze.{table}_deletes"
+        if gone.isEmpty() and not delta.has_batch(spark, cfg, name, batch_id):
+            log.info("%s: no keys deleted in the source (no commit)", name)
+            return 0
+        out = gone.transform(with_audit_columns(f"keys:{table}", batch_id, run_date, ingested_at))
+        return replace_batch(spark, cfg, name, out, batch_id)
+    finally:
+        gone.unpersist()

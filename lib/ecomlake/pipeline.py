@@ -36,9 +36,8 @@ class Run:
 
 
 def stage_bronze(spark, cfg: Config, run: Run) -> None:
-    for name, spec in load_tables().items():
-        if spec.source not in run.sources:
-            continue
+    def ingest(item):
+        name, spec = item
         if spec.source == "mysql":
             n = bronze.ingest_mysql(spark, cfg, name, spec, run.batch_id, run.run_date,
                                     run.ingested_at, full_refresh=run.full_refresh,
@@ -52,6 +51,9 @@ def stage_bronze(spark, cfg: Config, run: Run) -> None:
             gone = bronze.record_deletes(spark, cfg, name, spec, run.batch_id, run.run_date,
                                          run.ingested_at, keys)
             run.summary[f"bronze.{name}_deletes"] = gone
+
+    # independent tables: two at a time (see ecomlake.spark.in_parallel)
+    in_parallel(ingest, [(n, s) for n, s in load_tables().items() if s.source in run.sources])
 
 
 def full_snapshot(spec, run: Run) -> bool:

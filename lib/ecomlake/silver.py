@@ -202,16 +202,16 @@ def build_table(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str, 
                 delta.has_batch(spark, cfg, quarantine, batch_id):
             # a clean batch costs no commit, unless a rerun must clear this batch's old rows
             delta.replace_batch(bad, cfg, quarantine, batch_id, "_batch_id")
+        gone = None if full_snapshot or not spec.detect_deletes else deleted_keys(
+            spark, cfg, table, spec, batch_id)
         merged = delta.merge(spark, cfg, f"silver.{table}", deduped, spec.key,
-                             delete_missing=full_snapshot)
+                             delete_missing=full_snapshot, deleted_keys=gone)
         delta.ensure_checks(spark, cfg, f"silver.{table}", silver_checks(spec))
         versions = merge_history(spark, cfg, table, deduped, spec.key, spec.history) \
             if spec.history else 0
         deduped.unpersist()
     finally:
         checked.unpersist()
-    if not full_snapshot and spec.detect_deletes:
-        merged["deleted"] += apply_deletes(spark, cfg, table, spec, batch_id)
     counts = SilverCounts(n_bronze, n_clean, n_bad, n_clean - n_unique, **merged,
                           versions=versions)
     log.info("silver.%s: batch %s: %d bronze rows = %d clean + %d quarantined; %d duplicate "
@@ -221,9 +221,9 @@ def build_table(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str, 
     return counts
 
 
-def apply_deletes(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str) -> int:
+def deleted_keys(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str):
+    """The keys bronze recorded as deleted in the source for this batch, or None."""
     name = f"bronze.{table}_deletes"
     if not delta.exists(spark, cfg, name):
-        return 0
-    gone = delta.read(spark, cfg, name).filter(F.col("_batch_id") == batch_id).select(*spec.key)
-    return delta.delete_keys(spark, cfg, f"silver.{table}", gone, spec.key)
+        return None
+    return delta.read(spark, cfg, name).filter(F.col("_batch_id") == batch_id).select(*spec.key)
