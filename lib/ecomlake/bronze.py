@@ -81,8 +81,9 @@ def watermark_window(spark, cfg: Config, table: str, spec: TableSpec, batch_id: 
     return f"`{spec.watermark}` > '{lower:%Y-%m-%d %H:%M:%S.%f}'"
 
 
-def replace_batch(spark, cfg: Config, name: str, df: DataFrame, batch_id: str) -> int:
-    delta.replace_batch(df, cfg, name, batch_id, "_ingest_date")
+def replace_batch(spark, cfg: Config, name: str, df: DataFrame, batch_id: str,
+                  run_date: dt.date) -> int:
+    delta.replace_batch(df, cfg, name, batch_id, "_ingest_date", run_date)
     version, n = delta.written(spark, cfg, name)
     log.info("%s: batch %s has %d rows (Delta version %d)", name, batch_id, n, version)
     return n
@@ -97,7 +98,7 @@ def ingest_mysql(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
                             where=where)
     source = f"mysql:{cfg.mysql.database}.{table}"
     out = rows.transform(with_audit_columns(source, batch_id, run_date, ingested_at))
-    return replace_batch(spark, cfg, f"bronze.{table}", out, batch_id)
+    return replace_batch(spark, cfg, f"bronze.{table}", out, batch_id, run_date)
 
 
 def ingest_mongo(spark, cfg: Config, collection: str, batch_id: str, run_date: dt.date,
@@ -114,7 +115,7 @@ def ingest_mongo(spark, cfg: Config, collection: str, batch_id: str, run_date: d
     out = (docs.transform(with_extra_fields(extra))
            .transform(with_delta_safe_names(schemas.DELTA_NAMES))
            .transform(with_audit_columns(source, batch_id, run_date, ingested_at)))
-    return replace_batch(spark, cfg, f"bronze.{collection}", out, batch_id)
+    return replace_batch(spark, cfg, f"bronze.{collection}", out, batch_id, run_date)
 
 
 def record_deletes(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
@@ -126,10 +127,11 @@ def record_deletes(spark, cfg: Config, table: str, spec: TableSpec, batch_id: st
     gone = current.join(source_keys.select(*spec.key), on=spec.key, how="left_anti").cache()
     try:
         name = f"bronze.{table}_deletes"
-        if gone.isEmpty() and not delta.has_batch(spark, cfg, name, batch_id):
+        if gone.isEmpty() and not delta.has_batch(spark, cfg, name, batch_id,
+                                                  ("_ingest_date", run_date)):
             log.info("%s: no keys deleted in the source (no commit)", name)
             return 0
         out = gone.transform(with_audit_columns(f"keys:{table}", batch_id, run_date, ingested_at))
-        return replace_batch(spark, cfg, name, out, batch_id)
+        return replace_batch(spark, cfg, name, out, batch_id, run_date)
     finally:
         gone.unpersist()

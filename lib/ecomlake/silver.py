@@ -199,9 +199,9 @@ def build_table(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str, 
         n_unique = deduped.count()
         quarantine = f"silver.{table}_quarantine"
         if n_bad or not delta.exists(spark, cfg, quarantine) or \
-                delta.has_batch(spark, cfg, quarantine, batch_id):
+                delta.has_batch(spark, cfg, quarantine, batch_id, ("_batch_id", batch_id)):
             # a clean batch costs no commit, unless a rerun must clear this batch's old rows
-            delta.replace_batch(bad, cfg, quarantine, batch_id, "_batch_id")
+            delta.replace_batch(bad, cfg, quarantine, batch_id, "_batch_id", batch_id)
         gone = None if full_snapshot or not spec.detect_deletes else deleted_keys(
             spark, cfg, table, spec, batch_id)
         merged = delta.merge(spark, cfg, f"silver.{table}", deduped, spec.key,

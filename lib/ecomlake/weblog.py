@@ -56,7 +56,7 @@ def run(spark, cfg: Config, batch_id: str, run_date: dt.date, ingested_at: dt.da
     lines = spark.read.text(source)
     raw = (parse_access_log(lines)
            .transform(with_audit_columns(f"file:{source}", batch_id, run_date, ingested_at)))
-    delta.replace_batch(raw, cfg, "bronze.access_log", batch_id, "_ingest_date")
+    delta.replace_batch(raw, cfg, "bronze.access_log", batch_id, "_ingest_date", run_date)
     batch = delta.read(spark, cfg, "bronze.access_log").filter(F.col("_batch_id") == batch_id)
     kept = batch.transform(without_ip(cfg.weblog.drop_ip)).drop("_raw", "_parsed").cache()
     try:
@@ -64,7 +64,7 @@ def run(spark, cfg: Config, batch_id: str, run_date: dt.date, ingested_at: dt.da
                   "unparsed": batch.filter(~F.col("_parsed")).count(),
                   "dropped_ip": batch.filter(F.col("client_ip") == cfg.weblog.drop_ip).count(),
                   "kept": kept.count()}
-        delta.replace_batch(kept, cfg, "silver.access_log", batch_id, "_ingest_date")
+        delta.replace_batch(kept, cfg, "silver.access_log", batch_id, "_ingest_date", run_date)
         # The course's archive: the day's client IPs, one a line, as a compressed text file.
         archive = f"{cfg.uri(cfg.weblog.archive)}/run_date={run_date}"
         kept.select("client_ip").coalesce(1).write.mode("overwrite").option(

@@ -136,3 +136,19 @@ def test_to_inventory_on_hand_names_items_and_keeps_unknown_ones(spark):
         "quantity_on_hand int, updated_at timestamp")
     assert_df_equality(gold.to_inventory_on_hand(inventory, dim_item), expected,
                        ignore_row_order=True, ignore_nullable=True)
+
+
+def test_every_mart_from_sales_cells_equals_the_mart_from_sale_lines(spark):
+    # several lines per cell, a NULL type and a NULL country, so the cells really sum
+    rows = [("Argentina", "Books", 2020, 1, 1, "novel", Decimal("10.00")),
+            ("Argentina", "Books", 2020, 1, 1, "novel", Decimal("0.01")),
+            ("Argentina", "Toys", 2020, 2, 4, None, Decimal("5.00")),
+            ("Argentina", "Toys", 2020, 2, 4, None, Decimal("7.25")),
+            (None, "Books", 2021, 3, 7, "novel", Decimal("2.50")),
+            ("Austria", "Books", 2021, 3, 8, "novel", Decimal("99.99"))]
+    lines = spark.createDataFrame(rows, "country string, category string, Year int, Quarter int, "
+                                        "Month int, type string, amount decimal(18,2)")
+    cells = gold.to_sales_cells(lines)
+    assert cells.count() == 4
+    for name, (fn, _) in gold.MARTS.items():
+        assert_df_equality(fn(cells), fn(lines), ignore_row_order=True, ignore_nullable=True)

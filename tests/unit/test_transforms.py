@@ -129,3 +129,55 @@ def test_silver_checks_guard_keys_and_rules_in_delta(spark, tmp_path):
     with pytest.raises(Exception, match="DELTA_VIOLATE_CONSTRAINT"):
         bad.write.format("delta").mode("append").save(delta.path(cfg, "silver.t"))
     assert delta.read(spark, cfg, "silver.t").count() == 1
+
+
+def test_replace_batch_appends_then_replaces_only_its_own_batch(spark, lake_cfg):
+    from ecomlake.io import delta
+
+    schema = "k int, _batch_id string, _ingest_date date"
+    d1, d2 = dt.date(2026, 1, 1), dt.date(2026, 1, 2)
+
+    def batch(keys, batch_id, day):
+        return spark.createDataFrame([(k, batch_id, day) for k in keys], schema)
+
+    name = "bronze.t"
+    delta.replace_batch(batch([1, 2], "b1", d1), lake_cfg, name, "b1", "_ingest_date", d1)
+    delta.replace_batch(batch([3], "b2", d2), lake_cfg, name, "b2", "_ingest_date", d2)
+    # no directory for the date: known absent without reading the table
+    assert not delta.has_batch(spark, lake_cfg, name, "b3", ("_ingest_date", dt.date(2026, 1, 3)))
+    assert delta.has_batch(spark, lake_cfg, name, "b2", ("_ingest_date", d2))
+    # the directory is there, the batch is not: the table answers
+    assert not delta.has_batch(spark, lake_cfg, name, "b9", ("_ingest_date", d2))
+    # a rerun of b2 replaces b2 only (two appends and one replace: three commits, no duplicate)
+    delta.replace_batch(batch([3, 4], "b2", d2), lake_cfg, name, "b2", "_ingest_date", d2)
+    got = sorted((r.k, r._batch_id) for r in delta.read(spark, lake_cfg, name).collect())
+    assert got == [(1, "b1"), (2, "b1"), (3, "b2"), (4, "b2")]
+    assert delta.version(spark, lake_cfg, name) == 2
+    # a rerun that now has no rows clears the batch; its directory stays, the answer is no
+    delta.replace_batch(batch([], "b2", d2), lake_cfg, name, "b2", "_ingest_date", d2)
+    assert not delta.has_batch(spark, lake_cfg, name, "b2", ("_ingest_date", d2))
+    assert sorted(r.k for r in delta.read(spark, lake_cfg, name).collect()) == [1, 2]
+
+
+def test_merge_upserts_and_deletes_in_one_commit_and_counts_what_it_did(spark, lake_cfg):
+    from ecomlake.io import delta
+
+    schema = "k int, v string, _batch_id string"
+    name = "silver.t"
+    start = spark.createDataFrame([(1, "a", "b0"), (2, "b", "b0"), (3, "c", "b0")], schema)
+    delta.merge(spark, lake_cfg, name, start, ["k"])
+    before = delta.version(spark, lake_cfg, name)
+    # 1 unchanged (only its batch differs), 2 updated, 3 deleted, 4 inserted, 5 in the batch and
+    # deleted: the deletion wins (the key set was read after the batch)
+    batch = spark.createDataFrame([(1, "a", "b1"), (2, "B", "b1"), (4, "d", "b1"), (5, "e", "b1")],
+                                  schema)
+    gone = spark.createDataFrame([(3,), (5,)], "k int")
+    counts = delta.merge(spark, lake_cfg, name, batch, ["k"], deleted_keys=gone)
+    assert counts == {"inserted": 1, "updated": 1, "deleted": 1}
+    assert delta.version(spark, lake_cfg, name) == before + 1
+    got = sorted((r.k, r.v) for r in delta.read(spark, lake_cfg, name).collect())
+    assert got == [(1, "a"), (2, "B"), (4, "d")]
+    # the same MERGE again changes nothing, makes no commit, and says so
+    assert delta.merge(spark, lake_cfg, name, batch, ["k"], deleted_keys=gone) == \
+        {"inserted": 0, "updated": 0, "deleted": 0}
+    assert delta.version(spark, lake_cfg, name) == before + 1
