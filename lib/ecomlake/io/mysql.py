@@ -64,8 +64,8 @@ def read_table(spark, cfg: Config, table: str, *, key: str, where: str = "1=1",
     ranges."""
     lo, hi, n = key_bounds(cfg, table, key, where)
     partitions = max(1, min(max_partitions, n // 50_000 + 1))
-    log.info("mysql: reading %s rows of %s (%s <= %s <= %s) in %d partition(s)",
-             n, table, lo, key, hi, partitions)
+    log.info("mysql: reading %s of %s rows of %s (%s <= %s <= %s) in %d partition(s)",
+             "every column" if columns == "*" else columns, n, table, lo, key, hi, partitions)
     reader = (spark.read.format("jdbc").options(**jdbc_options(cfg))
               .option("dbtable", f"(SELECT {columns} FROM `{table}` WHERE {where}) AS batch")
               .option("fetchsize", fetch_size))
