@@ -863,22 +863,17 @@ def filter_url_param(dashboard_key: str, values: dict[str, list]) -> str:
     return "native_filters=" + urllib.parse.quote(_rison(parts))
 
 
-def screenshots(cfg: Config, out_dir: Path | None = None, *, timeout: float = 120,
-                client: Client | None = None,
-                filters: dict[str, dict[str, list]] | None = None) -> list[dict]:
-    """Log in with headless Chromium, open each provisioned dashboard, wait until every chart
-    has rendered (or failed), save <out_dir>/<slug>.png. Returns, per dashboard, the state of
-    each chart and the data each chart's query returned to the browser (by chart id)."""
-    out_dir = Path(out_dir or cfg.stack_dir / "artifacts" / "bi")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    client = client or Client(cfg)
-    boards = dashboards(client)
-    user, pw = credentials(cfg)
-    browser = Browser()
-    results = []
-    try:
+def log_in(browser: "Browser", user: str, pw: str, attempts: int = 4) -> None:
+    """Log in through Superset's login form. The form is drawn by React: a value set or a click
+    that lands before its handlers are attached is lost and the page stays on /login (seen once
+    in CI under load), so each attempt reloads the form and tries again."""
+    for attempt in range(1, attempts + 1):
         browser.goto(f"{base_url()}/login/")
-        browser.wait_for("!!document.querySelector('input[type=password]')", 60, "the login form")
+        browser.wait_for("!!document.querySelector('input[type=password]') || "
+                         "!location.pathname.startsWith('/login')", 60, "the login form")
+        if browser.eval("!location.pathname.startsWith('/login')"):
+            return   # an earlier attempt got through after all
+        time.sleep(0.5 * attempt)   # give the form's scripts time to attach, more each attempt
         browser.eval("""((user, pw) => {
           const set = (el, v) => {
             Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set.call(el, v);
@@ -893,7 +888,31 @@ def screenshots(cfg: Config, out_dir: Path | None = None, *, timeout: float = 12
         browser.eval("""(() => { const b = document.querySelector(
             'button[type=submit], [data-test="login-button"], form button');
             b.click(); return true; })()""")
-        browser.wait_for("!location.pathname.startsWith('/login')", 60, "the login to succeed")
+        try:
+            browser.wait_for("!location.pathname.startsWith('/login')", 20, "the login to succeed")
+            return
+        except RuntimeError:
+            if attempt == attempts:
+                raise RuntimeError(f"chromium: still on Superset's login page after {attempts} "
+                                   "attempts: check the admin password in .local/stack.env and "
+                                   ".local/log/superset.log") from None
+
+
+def screenshots(cfg: Config, out_dir: Path | None = None, *, timeout: float = 120,
+                client: Client | None = None,
+                filters: dict[str, dict[str, list]] | None = None) -> list[dict]:
+    """Log in with headless Chromium, open each provisioned dashboard, wait until every chart
+    has rendered (or failed), save <out_dir>/<slug>.png. Returns, per dashboard, the state of
+    each chart and the data each chart's query returned to the browser (by chart id)."""
+    out_dir = Path(out_dir or cfg.stack_dir / "artifacts" / "bi")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    client = client or Client(cfg)
+    boards = dashboards(client)
+    user, pw = credentials(cfg)
+    browser = Browser()
+    results = []
+    try:
+        log_in(browser, user, pw)
         for board in boards:
             t0 = time.monotonic()
             n_events = len(browser.events)
