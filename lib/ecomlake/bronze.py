@@ -94,7 +94,7 @@ def ingest_mysql(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
                  backfill: tuple[dt.date, dt.date] | None = None) -> int:
     where = watermark_window(spark, cfg, table, spec, batch_id, full_refresh, backfill)
     log.info("bronze.%s: reading rows where %s", table, where)
-    rows = mysql.read_table(spark, cfg, table, key=spec.partition_column or spec.key[0],
+    rows = mysql.read_table(spark, cfg, table, key=spec.split_column,
                             where=where)
     source = f"mysql:{cfg.mysql.database}.{table}"
     out = rows.transform(with_audit_columns(source, batch_id, run_date, ingested_at))

@@ -313,6 +313,11 @@ class TableSpec:
     def incremental(self) -> bool:
         return bool(self.watermark)
 
+    @property
+    def split_column(self) -> str:
+        """The integer column parallel JDBC reads split on: `partition_column`, else the key."""
+        return self.partition_column or self.key[0]
+
 
 REFERENCE_DIR = CONF_DIR / "reference"
 

@@ -242,7 +242,8 @@ def build(spark, cfg: Config) -> dict[str, int]:
     order = ["FactSales"] + [n for n in tables if n != "FactSales"]
     n = in_parallel(lambda name: (write_if_changed if name in UNCHANGED_SKIPPED else write)(
         spark, cfg, name, tables[name]), order)
-    counts = {name: dict(zip(order, n))[name] for name in tables}
+    written = dict(zip(order, n))
+    counts = {name: written[name] for name in tables}
     read = {n: delta.read(spark, cfg, f"gold.{n}") for n in counts}
     cells = to_sales_cells(sales_wide(read["FactSales"], read["DimDate"], read["DimCountry"],
                                       read["DimCategory"], read["DimItem"])).cache()

@@ -42,8 +42,8 @@ def stage_bronze(spark, cfg: Config, run: Run) -> None:
             n = bronze.ingest_mysql(spark, cfg, name, spec, run.batch_id, run.run_date,
                                     run.ingested_at, full_refresh=run.full_refresh,
                                     backfill=run.backfill)
-            keys = mysql.read_keys(spark, cfg, name, spec.key,
-                                   spec.partition_column or spec.key[0]) if spec.detect_deletes else None
+            keys = mysql.read_keys(spark, cfg, name, spec.key, spec.split_column) \
+                if spec.detect_deletes else None
         else:
             n = bronze.ingest_mongo(spark, cfg, name, run.batch_id, run.run_date, run.ingested_at)
             keys = None   # a MongoDB batch is a full snapshot: silver deletes what it lacks
