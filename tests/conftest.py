@@ -9,7 +9,7 @@ import pytest
 from ecomlake.config import PROJECT_ROOT, load_config
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-CAPSTONE = PROJECT_ROOT.parent / "shared" / "capstone"
+CAPSTONE = PROJECT_ROOT / "data" / "capstone"   # the course files, carried in the repository
 
 
 @pytest.fixture(scope="session")

@@ -42,15 +42,15 @@ class LakeSettings:
 
 @dataclass(frozen=True)
 class WeblogSettings:
-    input: str = "../shared/capstone/accesslog.txt"   # a file or a folder of access logs
+    input: str = "data/capstone/accesslog.txt"   # a file or a folder of access logs
     drop_ip: str = "198.46.149.143"                    # the course's address to leave out
     archive: str = ".local/archive/weblog"             # the daily job's archived IP lists
 
 
 @dataclass(frozen=True)
 class AnalyticsSettings:
-    searchterms: str = "../shared/capstone/searchterms.csv"
-    pretrained_model: str = "../shared/capstone/sales_prediction.model"
+    searchterms: str = "data/capstone/searchterms.csv"
+    pretrained_model: str = "data/capstone/sales_prediction.model"
     forecast_years: int = 2                            # years after the last one in gold
 
 

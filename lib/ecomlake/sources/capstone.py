@@ -1,4 +1,4 @@
-"""Load the public course data (../shared/capstone) into the source systems, as the course does:
+"""Load the public course data (data/capstone, carried in the repository) into the source systems, as the course does:
 oltpdata.csv into MySQL sales.sales_data, catalog.json into MongoDB catalog.electronics.
 
 Both loads replace what was there, so running them again gives the same source state.
@@ -18,7 +18,8 @@ from ecomlake.io import mongo, mysql
 
 log = logging.getLogger(__name__)
 
-CAPSTONE_DIR = PROJECT_ROOT.parent / "shared" / "capstone"
+# The course files travel with the repository (provenance and sha256: data/capstone/README.md).
+CAPSTONE_DIR = PROJECT_ROOT / "data" / "capstone"
 COURSE_RESETS = ("sales_data", "customers", "inventory", "change_manifest", "applied_batches",
                  "generator_state")
 
