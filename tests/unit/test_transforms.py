@@ -108,6 +108,60 @@ def test_parse_access_log_matches_a_plain_python_parse(spark):
     assert got[-1].client_ip is None and got[-1]._raw == "garbage line"
 
 
+def test_parse_access_log_weblog_keeps_client_and_time_of_malformed_lines(spark):
+    """ANSI mode is on in the session: an impossible time or a huge byte count is null, not an
+    error; a cut request or agent costs those fields, not the line's client and time."""
+    from ecomlake.weblog import parse_access_log
+    from tests.conftest import CAPSTONE
+
+    course_8899 = (CAPSTONE / "accesslog.txt").read_text().splitlines()[8898]
+    t = "[20/May/2015:12:05:17 +0000]"
+    lines = [course_8899,                                                 # unterminated agent
+             f'1.2.3.4 - - {t} "GET /a b HTTP/1.1" 200 5 "-" "x"',        # spaces in the request
+             f'1.2.3.4 - - {t} "GE',                                       # cut inside the request
+             f'1.2.3.4 - - {t} "GET / HTTP/1.1" 200 99999999999999999999 "-" "x"',
+             '1.2.3.4 - - [32/Foo/2015:99:99:99 +0000] "GET / HTTP/1.1" 200 5 "-" "x"',
+             "", "#\x7f?? 0123abcd"]
+    got = parse_access_log(spark.createDataFrame([(l,) for l in lines], "value string"))
+    when = dt.datetime(2015, 5, 20, 12, 5, 17)
+    expected = spark.createDataFrame([
+        (course_8899, False, "46.118.127.106", when, "GET", 200, 235, None),
+        (lines[1], False, "1.2.3.4", when, None, None, None, None),
+        (lines[2], False, "1.2.3.4", when, None, None, None, None),
+        (lines[3], True, "1.2.3.4", when, "GET", 200, None, "x"),
+        (lines[4], True, "1.2.3.4", None, "GET", 200, 5, "x"),
+        ("", False, None, None, None, None, None, None),
+        (lines[6], False, None, None, None, None, None, None)],
+        "_raw string, _parsed boolean, client_ip string, requested_at timestamp, method string, "
+        "status int, bytes long, user_agent string")
+    assert_df_equality(got.select(*expected.columns), expected, ignore_nullable=True)
+
+
+def test_line_counts_weblog_partition_the_lines(spark):
+    from ecomlake.weblog import line_counts
+
+    df = spark.createDataFrame(
+        [("1.1.1.1", TS), ("9.9.9.9", TS), ("1.1.1.1", None), (None, TS), (None, None)],
+        "client_ip string, requested_at timestamp")
+    assert line_counts(df, "9.9.9.9") == {"lines": 5, "kept": 1, "dropped_ip": 1, "unusable": 3}
+
+
+def test_file_status_weblog_reads_new_bytes_only_and_reports_changed_prefixes():
+    from ecomlake.weblog import FileState, file_status, needs_prefix_check
+
+    new = FileState("f", 100, 1)
+    same = FileState("f", 100, 1, recorded_to=100, recorded_sha="h", recorded_size=100,
+                     recorded_modified=1)
+    grown = FileState("f", 150, 2, 100, "h", 100, 1)
+    shrunk = FileState("f", 50, 3, 100, "h", 100, 1)
+    assert [needs_prefix_check(f) for f in (new, same, grown, shrunk)] == [False, False, True, True]
+    assert file_status(new, None) == ("new", 0)
+    assert file_status(same, None) == ("unchanged", 100)
+    assert file_status(grown, "h") == ("grown", 100)
+    assert file_status(grown, "other") == ("changed", 100)
+    assert file_status(shrunk, "") == ("changed", 100)
+
+
 def test_silver_checks_guard_keys_and_rules_in_delta(spark, tmp_path):
     import pytest
     from ecomlake.config import load_config, load_tables

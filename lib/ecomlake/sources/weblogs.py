@@ -5,13 +5,30 @@
 `generate_logs(out_dir, date, lines, seed)` writes one day's file, lines in time order,
 deterministically from (date, lines, seed). Some clients are crawlers; the feed reader at
 198.46.149.143 (the address the course's daily log job drops) polls every few minutes; about
-one line in a thousand (at least one in files of 20 lines or more) is deliberately broken
-(truncated, garbage, or with a bad timestamp), so parsers must cope.
+one line in a thousand (`broken_share`; at least one in files of 20 lines or more) is
+deliberately broken, so parsers must cope. The broken lines take the kinds in `kinds` in turn
+(so a file with as many broken lines as kinds has every kind):
+
+  truncated            cut inside the request (client and time intact)
+  garbage              40 characters of noise, no client, no time
+  no_bracket           the timestamp's closing bracket missing and its date mangled
+  impossible_time      [32/Foo/2015:99:99:99 +0100]: bracketed but no real time
+  unterminated_agent   the user agent's closing quote missing (line 8,899 of the course log)
+  bad_request          spaces inside the quoted request
+  empty                an empty line
+  long                 a 64 KiB request path, cut before the agent's closing quote
+  non_utf8             a Latin-1 byte (0xE9) in the user agent: not valid UTF-8
+
+Client and time still parse in truncated, unterminated_agent, bad_request, long and non_utf8
+lines; garbage, no_bracket, impossible_time and empty lines have neither a usable client nor a
+time. `non_utf8` is off by default (`kinds=ALL_KINDS` turns it on) so that default files stay
+valid UTF-8 text.
 """
 from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -89,16 +106,40 @@ def _stamp(t: dt.datetime) -> str:
     return f"{t.day:02d}/{MONTHS[t.month - 1]}/{t.year}:{t:%H:%M:%S} +0000"
 
 
-def _broken(line: str, r: random.Random) -> str:
-    kind = r.randrange(3)
-    if kind == 0:                                   # a truncated write, cut inside the request
+TEXT_KINDS = ("truncated", "garbage", "no_bracket", "impossible_time", "unterminated_agent",
+              "bad_request", "empty", "long")
+ALL_KINDS = TEXT_KINDS + ("non_utf8",)
+LONG_PATH = 1 << 16
+
+
+def _broken(line: str, kind: str, r: random.Random) -> str:
+    """`line` broken in the way `kind` names (see the module's docstring). Non-UTF-8 bytes are
+    lone surrogates here; generate_logs writes them back as the raw bytes (surrogateescape)."""
+    head, request, tail = line.split('"', 2)        # tail: ' status bytes "ref" "agent"'
+    if kind == "truncated":                         # a write cut inside the request
         return line[: line.index('"') + r.randint(2, 6)]
-    if kind == 1:
-        return "#\x7f?? " + "".join(r.choice("abcdef0123456789") for _ in range(40))   # garbage
-    return line.replace(" +0000]", " +0000", 1).replace("[", "[99/Xyz/20", 1)  # bad timestamp
+    if kind == "garbage":
+        return "#\x7f?? " + "".join(r.choice("abcdef0123456789") for _ in range(40))
+    if kind == "no_bracket":
+        return line.replace(" +0000]", " +0000", 1).replace("[", "[99/Xyz/20", 1)
+    if kind == "impossible_time":
+        return re.sub(r"\[[^\]]*\]", "[32/Foo/2015:99:99:99 +0100]", line, count=1)
+    if kind == "unterminated_agent":
+        return line[:-1]
+    if kind == "bad_request":
+        return f'{head}"GET /search?q=two words HTTP/1.1"{tail}'
+    if kind == "empty":
+        return ""
+    if kind == "long":
+        method, path, protocol = request.split(" ")
+        return f'{head}"{method} {path}?pad={"A" * LONG_PATH} {protocol}"{tail}'[:-1]
+    if kind == "non_utf8":
+        return line[:-1] + ' caf\udce9"'
+    raise ValueError(f"unknown kind of broken line {kind!r}; known: {', '.join(ALL_KINDS)}")
 
 
-def log_lines(day: dt.date, lines: int, seed: int):
+def log_lines(day: dt.date, lines: int, seed: int, broken_share: float = 0.001,
+              kinds: tuple[str, ...] = TEXT_KINDS):
     """The file's lines, in time order (a generator: files of millions of lines stream)."""
     keys = np.random.SeedSequence([seed, day.toordinal(), lines])
     g = np.random.Generator(np.random.PCG64(keys))
@@ -109,9 +150,11 @@ def log_lines(day: dt.date, lines: int, seed: int):
     start = dt.datetime.combine(day, dt.time())
     secs = np.sort(g.integers(0, 86_400, lines, dtype=np.int32))
     n_dropped = max(1, round(DROPPED_SHARE * lines)) if lines >= 2 else 0
-    n_broken = max(1, round(lines / 1000)) if lines >= 20 else 0
+    n_broken = (min(lines - n_dropped, max(1, round(lines * broken_share)))
+                if lines >= 20 and broken_share else 0)
     special = g.choice(lines, n_dropped + n_broken, replace=False).tolist()
-    dropped, broken = set(special[:n_dropped]), set(special[n_dropped:])
+    dropped = set(special[:n_dropped])
+    broken = {i: kinds[j % len(kinds)] for j, i in enumerate(sorted(special[n_dropped:]))}
     for i, s in enumerate(secs.tolist()):
         t = start + dt.timedelta(seconds=s)
         if i in dropped:
@@ -124,7 +167,7 @@ def log_lines(day: dt.date, lines: int, seed: int):
             method, path, status, size = _request(r)
         line = (f'{ip} - - [{_stamp(t)}] "{method} {path} HTTP/1.1" {status} '
                 f'{size if size else "-"} "{ref}" "{agent}"')
-        yield _broken(line, r) if i in broken else line
+        yield _broken(line, broken[i], r) if i in broken else line
 
 
 def parse_date(value: str | dt.date) -> dt.date:
@@ -136,18 +179,23 @@ def parse_date(value: str | dt.date) -> dt.date:
         raise ValueError(f"date must be YYYY-MM-DD, got {value!r}") from None
 
 
-def generate_logs(out_dir: str | Path, date: str | dt.date, lines: int, seed: int) -> Path:
+def generate_logs(out_dir: str | Path, date: str | dt.date, lines: int, seed: int,
+                  broken_share: float = 0.001, kinds: tuple[str, ...] = TEXT_KINDS) -> Path:
     """Write access_<date>.log under out_dir (created if missing) and return its path."""
     day = parse_date(date)
     if not isinstance(lines, int) or isinstance(lines, bool) or not 1 <= lines <= MAX_LINES:
         raise ValueError(f"lines must be an integer from 1 to {MAX_LINES}, got {lines!r}")
     check_seed(seed)
+    if not 0 <= broken_share <= 1:
+        raise ValueError(f"broken_share must be from 0 to 1, got {broken_share!r}")
+    if not kinds or set(kinds) - set(ALL_KINDS):
+        raise ValueError(f"kinds must be some of {ALL_KINDS}, got {kinds!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"access_{day.isoformat()}.log"
     tmp = path.with_suffix(".log.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        for line in log_lines(day, lines, seed):
+    with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as f:
+        for line in log_lines(day, lines, seed, broken_share, kinds):
             f.write(line + "\n")
     tmp.replace(path)           # readers never see half a file
     return path
