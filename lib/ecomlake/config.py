@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,6 +21,9 @@ import yaml
 PROJECT_ROOT = Path(os.environ.get("ECOMLAKE_HOME") or Path(__file__).resolve().parents[2])
 CONF_DIR = PROJECT_ROOT / "conf"
 STACK_ENV_FILE = "stack.env"
+# A 600 file of VAR=value lines that holds the passwords instead of the environment (a job on
+# YARN gets its passwords this way, never through Spark conf or argv); default <stack.dir>/stack.env.
+SECRETS_FILE_VAR = "ECOMLAKE_SECRETS_FILE"
 
 
 class ConfigError(ValueError):
@@ -61,6 +65,10 @@ class MySQLSettings:
     database: str
     user: str
     password_env: str
+    # The account that loads the sources (generate, changes, load-capstone): it creates,
+    # truncates and writes tables; `user` (the pipeline's) may only read them.
+    loader_user: str = "ecomlake_loader"
+    loader_password_env: str = "ECOMLAKE_MYSQL_LOADER_PASSWORD"
 
     @property
     def jdbc_url(self) -> str:
@@ -178,12 +186,14 @@ class Config:
     def stack_dir(self) -> Path:
         return Path(self.path(self.stack.dir))
 
-    def secret(self, server: str) -> str:
-        """The password of `server` from its environment variable; never logged."""
-        var = getattr(self, server).password_env
+    def secret(self, server: str, var: str | None = None) -> str:
+        """The password of `server` from its environment variable (`password_env`, or `var`),
+        else from $ECOMLAKE_SECRETS_FILE or <stack.dir>/stack.env; never logged."""
+        var = var or getattr(self, server).password_env
         value = os.environ.get(var)
         if value is None:
-            value = _stack_env(self.stack_dir).get(var)
+            value = read_env_file(Path(os.environ.get(SECRETS_FILE_VAR)
+                                       or self.stack_dir / STACK_ENV_FILE)).get(var)
         if value is None:
             raise ConfigError(
                 f"{server}: the password variable {var} is not set. Export it, or run "
@@ -191,12 +201,17 @@ class Config:
         return value
 
 
-def _stack_env(stack_dir: Path) -> dict[str, str]:
-    path = stack_dir / STACK_ENV_FILE
+def read_env_file(path: Path) -> dict[str, str]:
+    """VAR=value lines of a secrets file (stack.env): the one reader of that format. Blank lines
+    and # comments are skipped; a value is taken as is, up to the end of its line."""
     if not path.exists():
         return {}
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {k.strip(): v.strip() for k, v in pairs}
+    values = {}
+    for line in path.read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            values[name.strip()] = value.rstrip("\r")
+    return values
 
 
 def available_envs() -> list[str]:
@@ -239,10 +254,30 @@ def _build(cls, data: Any, where: str, source: str):
         if allowed and kwargs[name] not in allowed:
             raise ConfigError(f"{source}: `{key}` must be one of {', '.join(allowed)}, "
                               f"got {kwargs[name]!r}")
+        if key in _IDENTIFIER_KEYS:
+            check_identifier(kwargs[name], key, source)
     return cls(**kwargs)
 
 
 _CHOICES = {"postgres.bulk_write": ("copy", "jdbc")}
+
+# Names that reach SQL, provisioning or Delta constraint names: letters, digits and underscore
+# only, so that no quoting can be got wrong anywhere they are used.
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_IDENTIFIER_KEYS = {f"{server}.{name}" for server, names in {
+    "mysql": ("database", "user", "password_env", "loader_user", "loader_password_env"),
+    "mongo": ("database",),
+    "postgres": ("database", "schema", "user", "password_env"),
+    "db2": ("database", "schema", "user", "password_env"),
+}.items() for name in names}
+
+
+def check_identifier(value: Any, key: str, source: str) -> str:
+    """`value` if it is a plain identifier, else a ConfigError naming `key`."""
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+        raise ConfigError(f"{source}: `{key}` must be an identifier (letters, digits and "
+                          f"underscore, not starting with a digit), got {value!r}")
+    return value
 
 
 def _coerce(type_name: str, value: Any, key: str, source: str):
@@ -339,6 +374,19 @@ def _expand_references(sql: str) -> str:
     return sql
 
 
+def _check_table_identifiers(name: str, table: TableSpec, source: str) -> None:
+    """Table, column and rule names reach SQL and Delta constraint names: identifiers only."""
+    for i, column in enumerate(table.key):
+        check_identifier(column, f"{name}.key[{i}]", source)
+    for i, column in enumerate(table.history):
+        check_identifier(column, f"{name}.history[{i}]", source)
+    for field_name in ("watermark", "partition_column"):
+        if getattr(table, field_name):
+            check_identifier(getattr(table, field_name), f"{name}.{field_name}", source)
+    for rule in table.rules:
+        check_identifier(rule, f"{name}.rules.{rule}", source)
+
+
 def load_tables(path: Path | None = None) -> dict[str, TableSpec]:
     """The source tables of conf/tables.yaml, validated like the config."""
     path = path or CONF_DIR / "tables.yaml"
@@ -346,11 +394,13 @@ def load_tables(path: Path | None = None) -> dict[str, TableSpec]:
     data = yaml.safe_load(path.read_text()) or {}
     tables = {}
     for name, spec in data.items():
+        check_identifier(name, name, source)
         table = _build(TableSpec, spec, name, source)
         if table.source not in ("mysql", "mongo"):
             raise ConfigError(f"{source}: `{name}.source` must be mysql or mongo, got {table.source!r}")
         if not table.key or not all(isinstance(k, str) for k in table.key):
             raise ConfigError(f"{source}: `{name}.key` must be a non-empty list of column names")
+        _check_table_identifiers(name, table, source)
         if not 0 <= table.max_bad_fraction <= 1:
             raise ConfigError(f"{source}: `{name}.max_bad_fraction` must be within [0, 1]")
         rules = {rule: _expand_references(str(sql)) for rule, sql in table.rules.items()}

@@ -5,15 +5,18 @@
     PostgreSQL the staging warehouse
     Derby      the DRDA stand-in for the DB2 production warehouse (see README, "The DB2 path")
 
-Each server keeps its data, log and pid under <stack.dir> (.local/ by default, git-ignored).
-`up` installs what is missing, starts what is not answering and (re)applies users and
-databases, so running it twice is harmless. Passwords are generated once into
-<stack.dir>/stack.env and read back by the config loader; they are never printed.
+Each server keeps its data, log and pid under <stack.dir> (.local/ by default, git-ignored),
+and runs as an unprivileged system user of its own (created if missing) that owns its data.
+`up` installs what is missing, starts what is not answering and (re)applies users, databases
+and grants, so running it twice is harmless. Passwords are generated once into
+<stack.dir>/stack.env (forced to mode 600 at every `up`) and read back by the config loader;
+they are never printed and never passed in a command's arguments.
 """
 from __future__ import annotations
 
 import logging
 import os
+import pwd
 import secrets
 import shutil
 import signal
@@ -23,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ecomlake.config import PROJECT_ROOT, STACK_ENV_FILE, Config
+from ecomlake.config import PROJECT_ROOT, STACK_ENV_FILE, Config, read_env_file
 
 log = logging.getLogger(__name__)
 
@@ -63,21 +66,78 @@ def apt_install(*packages: str) -> None:
 
 
 def ensure_secrets(stack_dir: Path, names: list[str]) -> dict[str, str]:
-    """Generate each missing local password once; keep them in stack.env (mode 600)."""
+    """Generate each missing local password once; keep them in stack.env, made mode 600 every
+    time (whatever a copy or an editor left it as)."""
     stack_dir.mkdir(parents=True, exist_ok=True)
     path = stack_dir / STACK_ENV_FILE
-    values: dict[str, str] = {}
-    if path.exists():
-        values = dict(l.split("=", 1) for l in path.read_text().splitlines() if "=" in l)
-    changed = False
-    for name in names:
-        if name not in values:
-            values[name] = secrets.token_hex(12)
-            changed = True
-    if changed:
-        path.touch(mode=0o600)
-        path.write_text("".join(f"{k}={v}\n" for k, v in sorted(values.items())))
+    values = read_env_file(path)
+    missing = [name for name in names if name not in values]
+    for name in missing:
+        values[name] = secrets.token_hex(12)
+    if missing:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(f"{k}={v}\n" for k, v in sorted(values.items())))
+        os.replace(tmp, path)
+    os.chmod(path, 0o600)
     return values
+
+
+def sql_string(value: str) -> str:
+    """A MariaDB string literal: backslash escapes are on by default there, so `\\` is doubled
+    as well as `'`."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def pg_string(value: str) -> str:
+    """A PostgreSQL string literal (standard_conforming_strings on: backslashes are literal)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def properties_value(value: str) -> str:
+    """A value for a Java .properties file (Derby's), escaped so it reads back unchanged."""
+    out = value.replace("\\", "\\\\")
+    for ch in "=:#!":
+        out = out.replace(ch, "\\" + ch)
+    out = out.replace("\n", "\\n").replace("\r", "\\r")
+    return "\\ " + out[1:] if out.startswith(" ") else out
+
+
+def ensure_os_user(name: str) -> None:
+    """An unprivileged system user (no login shell, no home) to run a server as; idempotent."""
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        log.info("creating system user %s", name)
+        run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+             "--shell", "/usr/sbin/nologin", name])
+
+
+def give_to(user: str, *paths: Path) -> None:
+    """Make `user` own the folders `paths` (recursively), and check it can reach them: every
+    parent folder must let others through (`.ci/run` makes its temporary folder 755 for this)."""
+    for path in paths:
+        path.mkdir(parents=True, exist_ok=True)
+        run(["chown", "-R", f"{user}:{user}", str(path)])
+        try:
+            run(["test", "-w", str(path)], user=user)
+        except RuntimeError:
+            raise RuntimeError(
+                f"the `{user}` OS user cannot reach {path}: give it execute permission on the "
+                f"parent folders, or set stack.dir in conf/ to a folder it can reach") from None
+
+
+def write_private(path: Path, text: str, owner: str) -> bool:
+    """Write `text` to `path`, mode 600, owned by `owner`; False if it already held it."""
+    unchanged = path.exists() and path.read_text() == text
+    if not unchanged:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    os.chmod(path, 0o600)
+    shutil.chown(path, owner, owner)
+    return not unchanged
 
 
 @dataclass
@@ -88,6 +148,7 @@ class Server:
     host: str
     port: int
     home: Path          # <stack.dir>
+    OS_USER = "nobody"  # the unprivileged system user the server runs as (subclasses say which)
 
     @property
     def address(self) -> str:
@@ -133,6 +194,7 @@ class Server:
         if not self.answers():
             t0 = time.monotonic()
             self.install()
+            self.prepare()
             self.init()
             self.start()
             self._wait(self.answers, "start")
@@ -140,11 +202,21 @@ class Server:
         self.provision(secrets_)
         return started
 
+    def prepare(self) -> None:
+        """The server's OS user exists and owns its data folder and log."""
+        ensure_os_user(self.OS_USER)
+        give_to(self.OS_USER, self.data_dir)
+        self.log_file.touch()
+        shutil.chown(self.log_file, self.OS_USER, self.OS_USER)
+
     def spawn(self, cmd: list[str], *, cwd: Path | None = None) -> None:
-        """Start a long-running server process detached from us; remember its pid."""
+        """Start a long-running server process as its OS user, detached from us; remember its
+        pid (the server's own: the user is switched in the child, no runuser in between)."""
         with open(self.log_file, "ab") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+                                    stdin=subprocess.DEVNULL, start_new_session=True,
+                                    user=self.OS_USER, group=self.OS_USER, extra_groups=[],
+                                    env={**os.environ, "HOME": str(self.data_dir)})
         self.pid_file.write_text(str(proc.pid))
 
     def _wait(self, ready, what: str) -> None:
@@ -171,6 +243,21 @@ def _alive(pid: int) -> bool:
 
 
 class MariaDB(Server):
+    """Runs as the `mysql` OS user (Debian's). No account holds FILE, and `secure_file_priv`
+    confines server-side file access to one empty folder of the stack anyway."""
+    OS_USER = "mysql"
+
+    # Database privileges of each account: the pipeline reads; the loader (generate, changes,
+    # load-capstone, tests and benchmarks that write) creates, truncates and writes tables.
+    PIPELINE_GRANTS = ("SELECT",)
+    LOADER_GRANTS = ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "INDEX", "ALTER")
+    # Everything else a database grant can hold, revoked so a re-provisioned older stack (which
+    # gave ALL PRIVILEGES) ends up with exactly the grants above.
+    DB_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "INDEX", "ALTER",
+                     "REFERENCES", "CREATE TEMPORARY TABLES", "LOCK TABLES", "EXECUTE",
+                     "CREATE VIEW", "SHOW VIEW", "CREATE ROUTINE", "ALTER ROUTINE", "EVENT",
+                     "TRIGGER", "DELETE HISTORY", "GRANT OPTION")
+
     def __init__(self, cfg: Config):
         super().__init__("mariadb", "MySQL OLTP source", cfg.mysql.host, cfg.mysql.port,
                          cfg.stack_dir)
@@ -178,45 +265,82 @@ class MariaDB(Server):
 
     @property
     def socket_path(self) -> Path:
-        return self.home / "run" / "mariadb.sock"
+        return self.home / "run" / "mariadb" / "mariadb.sock"
+
+    @property
+    def admin_socket(self) -> Path:
+        # A server started before the servers ran as their own users has its socket in run/.
+        legacy = self.home / "run" / "mariadb.sock"
+        return legacy if legacy.exists() and not self.socket_path.exists() else self.socket_path
+
+    @property
+    def files_dir(self) -> Path:
+        """secure_file_priv: the only folder INTO OUTFILE / LOAD DATA INFILE / LOAD_FILE could
+        touch, for an account with FILE (none has it)."""
+        return self.home / "data" / "mariadb-files"
 
     def install(self) -> None:
         if not shutil.which("mariadbd"):
             apt_install("mariadb-server", "mariadb-client")
 
+    def prepare(self) -> None:
+        super().prepare()
+        give_to(self.OS_USER, self.socket_path.parent, self.files_dir)
+        self.files_dir.chmod(0o700)
+
     def init(self) -> None:
         if not (self.data_dir / "mysql").exists():
-            run(["mariadb-install-db", f"--datadir={self.data_dir}", "--user=root",
+            run(["mariadb-install-db", f"--datadir={self.data_dir}", f"--user={self.OS_USER}",
                  "--auth-root-authentication-method=socket", "--skip-test-db"])
 
     def start(self) -> None:
-        self.spawn(["mariadbd", "--no-defaults", f"--datadir={self.data_dir}", "--user=root",
+        self.spawn(["mariadbd", "--no-defaults", f"--datadir={self.data_dir}",
                     f"--port={self.port}", f"--bind-address={self.host}",
                     f"--socket={self.socket_path}", "--skip-name-resolve",
+                    f"--secure-file-priv={self.files_dir}",
                     "--local-infile=1",                    # LOAD DATA LOCAL INFILE for bulk loads
                     "--innodb-buffer-pool-size=1G",
                     "--innodb-flush-log-at-trx-commit=2",  # a dev server: speed over fsync
                     "--max-allowed-packet=256M",
                     f"--log-error={self.log_file}"])
 
+    def _sql(self, sql: str) -> str:
+        return run(["mariadb", f"--socket={self.admin_socket}", "-uroot", "--batch",
+                    "--skip-column-names"], input=sql)
+
+    def databases(self, accounts: tuple[str, ...]) -> list[str]:
+        """The configured database and its `_bench` scratch copy, plus every database these
+        accounts already hold grants on (another developer's, from ECOMLAKE_OVERRIDES), so
+        that each of them gets the least-privilege grants too."""
+        names = ", ".join(sql_string(a) for a in accounts)
+        held = self._sql(f"SELECT DISTINCT Db FROM mysql.db WHERE Host = '127.0.0.1' "
+                         f"AND User IN ({names});").split()
+        db = self.cfg.mysql.database
+        return [db, f"{db}_bench", *sorted(set(held) - {db, f"{db}_bench"})]
+
     def provision(self, secrets_: dict[str, str]) -> None:
-        db, user = self.cfg.mysql.database, self.cfg.mysql.user
-        pw = secrets_[self.cfg.mysql.password_env].replace("'", "''")
-        sql = (f"CREATE DATABASE IF NOT EXISTS `{db}`;\n"
-               f"CREATE USER IF NOT EXISTS '{user}'@'127.0.0.1' IDENTIFIED BY '{pw}';\n"
-               f"ALTER USER '{user}'@'127.0.0.1' IDENTIFIED BY '{pw}';\n"
-               f"GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'127.0.0.1';\n"
-               # a scratch copy of the sources for benchmarks, so they never clobber the
-               # data the demo and the tests use
-               f"CREATE DATABASE IF NOT EXISTS `{db}_bench`;\n"
-               f"GRANT ALL PRIVILEGES ON `{db}_bench`.* TO '{user}'@'127.0.0.1';\n"
-               # LOAD DATA INFILE (server-side) for the loader and the benchmark baseline
-               f"GRANT FILE ON *.* TO '{user}'@'127.0.0.1';\n")
-        run(["mariadb", f"--socket={self.socket_path}", "-uroot"], input=sql)
+        m = self.cfg.mysql
+        accounts = {m.user: (secrets_[m.password_env], self.PIPELINE_GRANTS),
+                    m.loader_user: (secrets_[m.loader_password_env], self.LOADER_GRANTS)}
+        sql = []
+        for user, (password, _) in accounts.items():
+            pw = sql_string(password)
+            sql += [f"CREATE USER IF NOT EXISTS '{user}'@'127.0.0.1' IDENTIFIED BY {pw};",
+                    f"ALTER USER '{user}'@'127.0.0.1' IDENTIFIED BY {pw};",
+                    f"REVOKE ALL PRIVILEGES ON *.* FROM '{user}'@'127.0.0.1';"]
+        # The pipeline's bronze high-water mark reads information_schema.innodb_trx: PROCESS.
+        sql.append(f"GRANT PROCESS ON *.* TO '{m.user}'@'127.0.0.1';")
+        for db in self.databases(tuple(accounts)):
+            sql.append(f"CREATE DATABASE IF NOT EXISTS `{db}`;")
+            for user, (_, grants) in accounts.items():
+                revoke = [p for p in self.DB_PRIVILEGES if p not in grants]
+                sql += [f"GRANT {', '.join(grants)} ON `{db}`.* TO '{user}'@'127.0.0.1';",
+                        f"REVOKE {', '.join(revoke)} ON `{db}`.* FROM '{user}'@'127.0.0.1';"]
+        self._sql("\n".join(sql) + "\n")
 
     def stop(self) -> None:
-        if self.answers() and self.socket_path.exists():
-            run(["mariadb-admin", f"--socket={self.socket_path}", "-uroot", "shutdown"])
+        if self.answers() and self.admin_socket.exists():
+            run(["mariadb-admin", f"--socket={self.admin_socket}", "-uroot", "shutdown"])
         super().stop()
 
 
@@ -238,20 +362,13 @@ class PostgreSQL(Server):
         if not Path(self.bin("initdb")).exists():
             apt_install("postgresql")
 
+    def prepare(self) -> None:
+        super().prepare()
+        self.data_dir.chmod(0o700)      # initdb and the server insist on it
+
     def init(self) -> None:
         if (self.data_dir / "PG_VERSION").exists():
             return
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        shutil.chown(self.data_dir, self.OS_USER, self.OS_USER)
-        self.log_file.touch()
-        shutil.chown(self.log_file, self.OS_USER, self.OS_USER)
-        try:
-            run(["test", "-w", str(self.data_dir)], user=self.OS_USER)
-        except RuntimeError:
-            raise RuntimeError(
-                f"the `postgres` OS user cannot reach {self.data_dir}: give it execute "
-                f"permission on the parent folders, or set stack.dir in conf/ to a folder it "
-                f"can reach") from None
         run([self.bin("initdb"), "-D", str(self.data_dir), "-U", "postgres", "-E", "UTF8",
              "--no-locale", "--auth-local=trust", "--auth-host=scram-sha-256"], user=self.OS_USER)
 
@@ -268,11 +385,14 @@ class PostgreSQL(Server):
                    input=sql, user=self.OS_USER)
 
     def provision(self, secrets_: dict[str, str]) -> None:
+        # The warehouse account owns its database and schema (publish creates, swaps and drops
+        # tables there) and nothing else: no superuser, no CREATEDB, no CREATEROLE.
         p = self.cfg.postgres
-        pw = secrets_[p.password_env].replace("'", "''")
-        self._psql(f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='{p.user}') "
+        self._psql("SET standard_conforming_strings = on;\n"
+                   f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='{p.user}') "
                    f"THEN CREATE ROLE {p.user} LOGIN; END IF; END$$;\n"
-                   f"ALTER ROLE {p.user} WITH LOGIN PASSWORD '{pw}';\n")
+                   f"ALTER ROLE {p.user} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                   f"PASSWORD {pg_string(secrets_[p.password_env])};\n")
         if not self._psql(f"SELECT 1 FROM pg_database WHERE datname='{p.database}'").strip():
             self._psql(f"CREATE DATABASE {p.database} OWNER {p.user};")
         self._psql(f"CREATE SCHEMA IF NOT EXISTS {p.schema} AUTHORIZATION {p.user};", p.database)
@@ -284,7 +404,9 @@ class PostgreSQL(Server):
 
 
 class FerretDB(Server):
-    """FerretDB 1.24 built from the Go module proxy by stack/ferretdb (our own tiny main)."""
+    """FerretDB 1.24 built from the Go module proxy by stack/ferretdb (our own tiny main).
+    Runs as the `ecomlake-ferretdb` OS user; on SQLite it has no authentication (loopback only)."""
+    OS_USER = "ecomlake-ferretdb"
 
     def __init__(self, cfg: Config):
         super().__init__("ferretdb", "MongoDB catalog source", cfg.mongo.host, cfg.mongo.port,
@@ -303,13 +425,15 @@ class FerretDB(Server):
             env={"CGO_ENABLED": "0"})
 
     def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.spawn([str(self.binary), f"--listen-addr={self.address}",
                     f"--sqlite-dir={self.data_dir}", "--log-level=warn"])
 
 
 class Derby(Server):
-    """Apache Derby 10.8 network server: the DRDA stand-in for DB2 (stack/derby/pom.xml)."""
+    """Apache Derby 10.8 network server: the DRDA stand-in for DB2 (stack/derby/pom.xml).
+    Runs as the `ecomlake-derby` OS user, with authentication on: the DB2 user and its password
+    (from stack.env) are in derby.properties, mode 600, readable by that user only."""
+    OS_USER = "ecomlake-derby"
 
     def __init__(self, cfg: Config):
         super().__init__("derby", "DB2 production warehouse (DRDA stand-in)", cfg.db2.host,
@@ -329,16 +453,46 @@ class Derby(Server):
     def classpath(self) -> str:
         return ":".join(str(p) for p in sorted(self.jar_dir.glob("derby*.jar")))
 
+    @property
+    def properties_file(self) -> Path:
+        return self.data_dir / "derby.properties"    # read by the server when it starts
+
+    def write_properties(self, password: str) -> bool:
+        """derby.properties with authentication on and the one user; True if it changed."""
+        d = self.cfg.db2
+        return write_private(self.properties_file, (
+            "derby.connection.requireAuthentication=true\n"
+            "derby.authentication.provider=BUILTIN\n"
+            f"derby.user.{d.user}={properties_value(password)}\n"
+            # users other than the database owner may not read or write it
+            "derby.database.defaultConnectionMode=noAccess\n"
+            f"derby.database.fullAccessUsers={d.user}\n"), self.OS_USER)
+
     def init(self) -> None:
         # Create the database with Derby's own embedded driver: JCC cannot pass `create=true`.
-        if (self.data_dir / self.cfg.db2.database / "service.properties").exists():
+        # ij reads the URL, user and password from stdin, never from its arguments.
+        d = self.cfg.db2
+        if (self.data_dir / d.database / "service.properties").exists():
             return
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.write_properties(self._password)
+        quoted = self._password.replace("'", "''")
         run(["java", f"-Dderby.system.home={self.data_dir}", "-cp", self.classpath,
-             f"-Dij.connection.db=jdbc:derby:{self.cfg.db2.database};create=true",
-             "org.apache.derby.tools.ij"], input="exit;\n", cwd=self.data_dir)
+             "org.apache.derby.tools.ij"], user=self.OS_USER, cwd=self.data_dir,
+            input=f"connect 'jdbc:derby:{d.database};create=true' user '{d.user}' "
+                  f"password '{quoted}';\nexit;\n")
+
+    def up(self, secrets_: dict[str, str]) -> str:
+        self._password = secrets_[self.cfg.db2.password_env]
+        return super().up(secrets_)
+
+    def provision(self, secrets_: dict[str, str]) -> None:
+        ensure_os_user(self.OS_USER)
+        if self.write_properties(secrets_[self.cfg.db2.password_env]):
+            log.warning("derby: its users (derby.properties) changed; Derby reads them when it "
+                        "starts (`ecomlake stack down` then `up`)")
 
     def start(self) -> None:
+        self.write_properties(self._password)
         # -noSecurityManager: the default policy looks for a jar named exactly derbynet.jar.
         # bootAll: open the database when the server starts, not on the first client's login
         # (booting it then can outlast the client's login timeout on a busy machine).
@@ -354,7 +508,8 @@ def servers(cfg: Config) -> list[Server]:
 
 
 def password_vars(cfg: Config) -> list[str]:
-    return [cfg.mysql.password_env, cfg.postgres.password_env, cfg.db2.password_env]
+    return [cfg.mysql.password_env, cfg.mysql.loader_password_env, cfg.postgres.password_env,
+            cfg.db2.password_env]
 
 
 def up(cfg: Config) -> list[tuple[Server, str]]:

@@ -15,18 +15,24 @@ log = logging.getLogger(__name__)
 JDBC_DRIVER = "com.mysql.cj.jdbc.Driver"
 
 
-def connect(cfg: Config, **kwargs):
-    """A mysql-connector-python connection, or a ServiceUnavailable/LoginRefused that says why."""
+def connect(cfg: Config, *, loader: bool = False, **kwargs):
+    """A mysql-connector-python connection, or a ServiceUnavailable/LoginRefused that says why.
+
+    The pipeline's account (`mysql.user`) may only read the sources; `loader=True` connects as
+    the account that creates and writes them (`mysql.loader_user`: generate, changes,
+    load-capstone)."""
     m = cfg.mysql
+    user, var = (m.loader_user, m.loader_password_env) if loader else (m.user, m.password_env)
     try:
-        return mysql.connector.connect(host=m.host, port=m.port, user=m.user,
-                                       password=cfg.secret("mysql"), database=m.database,
+        return mysql.connector.connect(host=m.host, port=m.port, user=user,
+                                       password=cfg.secret("mysql", var), database=m.database,
                                        connection_timeout=5, **kwargs)
     except mysql.connector.Error as exc:
         if exc.errno == errorcode.ER_ACCESS_DENIED_ERROR:
-            raise refused("MySQL", m.address, m.user, m.password_env, exc.msg) from None
-        if exc.errno == errorcode.ER_BAD_DB_ERROR:
-            raise unavailable("MySQL", "OLTP source", m.address, f"no database `{m.database}`",
+            raise refused("MySQL", m.address, user, var, exc.msg) from None
+        if exc.errno in (errorcode.ER_BAD_DB_ERROR, errorcode.ER_DBACCESS_DENIED_ERROR):
+            raise unavailable("MySQL", "OLTP source", m.address,
+                              f"no database `{m.database}` for user '{user}'",
                               "mysql.database", cfg.source_file) from None
         raise unavailable("MySQL", "OLTP source", m.address, str(exc.msg or exc), "mysql.host/port",
                           cfg.source_file) from None

@@ -26,7 +26,7 @@ COURSE_RESETS = ("sales_data", "customers", "inventory", "change_manifest", "app
 
 def apply_mysql_schema(cfg: Config) -> None:
     ddl = resources.files("ecomlake").joinpath("sql/mysql_schema.sql").read_text()
-    conn = mysql.connect(cfg)
+    conn = mysql.connect(cfg, loader=True)
     try:
         cur = conn.cursor()
         code = "\n".join(l for l in ddl.splitlines() if not l.lstrip().startswith("--"))
@@ -40,7 +40,7 @@ def apply_mysql_schema(cfg: Config) -> None:
 def load_sales(cfg: Config, csv_path: Path) -> int:
     """Bulk-load oltpdata.csv (no header) into sales_data with LOAD DATA LOCAL INFILE."""
     apply_mysql_schema(cfg)
-    conn = mysql.connect(cfg, allow_local_infile=True,
+    conn = mysql.connect(cfg, loader=True, allow_local_infile=True,
                          allow_local_infile_in_path=str(csv_path.parent))
     try:
         cur = conn.cursor()

@@ -517,7 +517,7 @@ def apply_batch(cfg: Config, batch: int, seed: int | None = None,
     if seed is not None and seed != state.seed:
         raise BatchRefused(f"seed {seed} is not the seed the data was generated with "
                            f"({state.seed}); leave it out to use that one")
-    conn = mysql.connect(cfg)
+    conn = mysql.connect(cfg, loader=True)
     try:
         with mongo.client(cfg) as client:
             coll = client[cfg.mongo.database][gen.COLLECTION]

@@ -452,7 +452,7 @@ class Loader:
     thread, so generating the next chunk overlaps loading this one. At most `ahead` files wait."""
 
     def __init__(self, cfg: Config, folder: Path, ahead: int = 2):
-        self.conn = mysql.connect(cfg, allow_local_infile=True,
+        self.conn = mysql.connect(cfg, loader=True, allow_local_infile=True,
                                   allow_local_infile_in_path=str(folder))
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mysql-load")
         self.pending: list[Future] = []
@@ -495,7 +495,7 @@ STATE_TABLES = ("change_manifest", "applied_batches", "generator_state")
 
 def reset_mysql(cfg: Config) -> None:
     apply_mysql_schema(cfg)
-    conn = mysql.connect(cfg)
+    conn = mysql.connect(cfg, loader=True)
     try:
         cur = conn.cursor()
         for table in MYSQL_TABLES + STATE_TABLES:
@@ -519,7 +519,7 @@ def load_catalog(cfg: Config, docs: list[dict], timings: dict) -> int:
 
 
 def table_counts(cfg: Config, tables=MYSQL_TABLES) -> dict[str, int]:
-    conn = mysql.connect(cfg)
+    conn = mysql.connect(cfg, loader=True)
     try:
         cur = conn.cursor()
         out = {}
@@ -541,7 +541,7 @@ def generate(cfg: Config, scale: float, seed: int, timings: dict | None = None) 
     t0 = time.monotonic()
     log.info("generate: scale %g seed %d: %d sales lines, %d customers, %d products x %d "
              "warehouses", scale, seed, sz.sales, sz.customers, sz.products, sz.warehouses)
-    mysql.check(cfg)
+    mysql.connect(cfg, loader=True).close()
     mongo.check(cfg)            # both servers answer before anything is replaced
     reset_mysql(cfg)
     catalog = make_catalog(seed, sz.products)
@@ -586,7 +586,7 @@ def generate(cfg: Config, scale: float, seed: int, timings: dict | None = None) 
 
 
 def save_state(cfg: Config, seed: int, scale: float, sz: Sizes) -> None:
-    conn = mysql.connect(cfg)
+    conn = mysql.connect(cfg, loader=True)
     try:
         cur = conn.cursor()
         cur.execute("REPLACE INTO generator_state (id, seed, scale, n_sales, n_customers, "
@@ -605,7 +605,7 @@ class State:
 
 
 def load_state(cfg: Config) -> State | None:
-    conn = mysql.connect(cfg)
+    conn = mysql.connect(cfg, loader=True)
     try:
         cur = conn.cursor()
         cur.execute("SELECT seed, scale, n_sales, n_customers, n_products, n_warehouses "
