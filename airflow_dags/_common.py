@@ -6,19 +6,25 @@ settings come from the project's own single source (`ecomlake.spark.spark_conf`,
 conf/<env>.yaml and lists .local/jars/spark); lib/ is on the Airflow virtualenv's path through
 the .pth file that stack/airflow/install.sh writes, and that module needs only PyYAML.
 
-Passwords never appear in a task's arguments. Each task gets the ones it needs through
-`env_vars`, as templates over Airflow connections (`{{ conn.ecomlake_postgres.password }}`),
-rendered only when the task runs; define the connections in the metadata DB or as
-AIRFLOW_CONN_ECOMLAKE_* environment variables (stack/airflow/run.sh does the latter).
+Passwords never appear in a task's arguments, its rendered fields, the Spark conf or the
+environment Airflow turns into `spark.yarn.appMasterEnv.*` on YARN. EcomlakeSubmitOperator
+reads the ones a job needs from Airflow connections when the task runs, writes them to a
+mode-600 file that lives only as long as the spark-submit (shipped with `--files` on YARN) and
+names it in $ECOMLAKE_SECRETS_FILE, where the job's config loader finds them. Define the
+connections in the metadata DB or as AIRFLOW_CONN_ECOMLAKE_* environment variables
+(stack/airflow/run.sh does the latter).
 """
 from __future__ import annotations
 
 import os
+import tempfile
 import zipfile
 from datetime import timedelta
 from pathlib import Path
 
-from ecomlake.config import PROJECT_ROOT, load_config
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+from ecomlake.config import PROJECT_ROOT, SECRETS_FILE_VAR, load_config
 from ecomlake.spark import spark_conf
 
 ENV = os.environ.get("ECOMLAKE_ENV", "local")
@@ -68,12 +74,49 @@ def package_lib():
     return package()
 
 
-# Airflow connection that holds each server's password (conn id -> server name in conf/).
+# Airflow connection that holds each server's password (server name in conf/ -> conn id).
 CONNECTIONS = {"mysql": "ecomlake_mysql", "postgres": "ecomlake_postgres", "db2": "ecomlake_db2"}
 
 
+class EcomlakeSubmitOperator(SparkSubmitOperator):
+    """SparkSubmitOperator that hands the job the passwords of `secrets` (server names, keys of
+    CONNECTIONS) in a private file instead of the environment: on YARN the provider turns
+    `env_vars` into `--conf spark.yarn.appMasterEnv.<VAR>=<value>` (argv, Spark conf, event
+    log). The file is written when the task runs and removed when spark-submit ends."""
+
+    def __init__(self, *, secrets: tuple[str, ...] = (), **kwargs):
+        super().__init__(**kwargs)
+        unknown = set(secrets) - set(CONNECTIONS)
+        if unknown:
+            raise ValueError(f"unknown servers {sorted(unknown)}: valid are {sorted(CONNECTIONS)}")
+        self.secrets = tuple(secrets)
+
+    def execute(self, context):
+        if not self.secrets:
+            return super().execute(context)
+        from airflow.sdk import BaseHook
+
+        cfg = load_config(ENV)
+        lines = "".join(f"{getattr(cfg, server).password_env}="
+                        f"{BaseHook.get_connection(CONNECTIONS[server]).password}\n"
+                        for server in self.secrets)
+        fd, path = tempfile.mkstemp(prefix="ecomlake-secrets-", suffix=".env")  # mode 600
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(lines)
+            self.env_vars = {**(self.env_vars or {}), SECRETS_FILE_VAR: path}
+            if "yarn" in (BaseHook.get_connection(self._conn_id).host or ""):
+                # Localized into the application's own container folders, for an AM or
+                # executor that needs it; the client-mode driver reads `path` itself.
+                self.files = ",".join(filter(None, [self.files, path]))
+            self._hook = None
+            return super().execute(context)
+        finally:
+            os.unlink(path)
+
+
 def submit_kwargs(job: str, *args: str, secrets: tuple[str, ...] = ()) -> dict:
-    """SparkSubmitOperator arguments that run jobs/<job>.py for the run's `{{ ds }}`.
+    """EcomlakeSubmitOperator arguments that run jobs/<job>.py for the run's `{{ ds }}`.
 
     `secrets` names the servers whose passwords this job needs (keys of CONNECTIONS)."""
     cfg = load_config(ENV)
@@ -89,10 +132,8 @@ def submit_kwargs(job: str, *args: str, secrets: tuple[str, ...] = ()) -> dict:
         "ECOMLAKE_HOME": str(PROJECT_ROOT),
         "ECOMLAKE_ENV": cfg.env,
     }
-    for server in secrets:
-        var = getattr(cfg, server).password_env
-        env_vars[var] = "{{ conn.%s.password }}" % CONNECTIONS[server]
     return dict(
+        secrets=tuple(secrets),
         application=str(JOBS / f"{job}.py"),
         application_args=["--env", cfg.env, "--run-date", "{{ ds }}", *args],
         conn_id="spark_default",

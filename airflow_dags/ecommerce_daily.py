@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-
+# airflow's SparkSubmitOperator, with the passwords in a private file (see _common)
+from _common import EcomlakeSubmitOperator as SparkSubmitOperator
 from _common import ecomlake_dag, package_lib, submit_kwargs
 
 with ecomlake_dag("ecommerce_daily", __doc__,

@@ -171,18 +171,44 @@ def test_no_password_in_application_args(dag, task_id):
     assert not any(s in unrendered for s in SENTINELS.values())
 
 
-def test_passwords_reach_each_job_only_through_env_vars_from_connections(dag):
-    secrets = {t: {k: v for k, v in rendered(dag, t).env_vars.items() if k.endswith("_PASSWORD")}
-               for t in SPARK_TASKS}
-    assert secrets == {
-        "bronze_mysql": {"ECOMLAKE_MYSQL_PASSWORD": "pw-ecomlake_mysql"},
-        "bronze_mongo": {},
-        "silver": {},
-        "gold": {},
-        "analytics": {},
-        "publish_postgres": {"ECOMLAKE_POSTGRES_PASSWORD": "pw-ecomlake_postgres"},
-        "publish_db2": {"ECOMLAKE_DB2_PASSWORD": "pw-ecomlake_db2"},
-    }
+def test_passwords_reach_each_job_only_through_a_secrets_file_from_connections(dag):
+    # No password in any rendered field (env_vars becomes spark.yarn.appMasterEnv.* on YARN):
+    # each task names the servers whose passwords it gets, in a file written when it runs.
+    for t in SPARK_TASKS:
+        task = rendered(dag, t)
+        assert not any(k.endswith("_PASSWORD") for k in task.env_vars), t
+        assert "pw-" not in str(vars(task)), t
+    assert {t: dag.get_task(t).secrets for t in SPARK_TASKS} == {
+        "bronze_mysql": ("mysql",), "bronze_mongo": (), "silver": (), "gold": (),
+        "analytics": (), "publish_postgres": ("postgres",), "publish_db2": ("db2",)}
+
+
+@pytest.mark.parametrize("master", ["local[2]", "yarn"])
+def test_secrets_file_is_private_shipped_on_yarn_and_removed_after_the_submit(
+        dag, monkeypatch, master):
+    """execute() with spark-submit replaced: what it would have been given."""
+    import stat
+
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+    from airflow.sdk import BaseHook
+
+    conns = {"spark_default": SimpleNamespace(host=master, password=None),
+             "ecomlake_db2": SimpleNamespace(host="127.0.0.1", password="pw-db2\\x'=:y")}
+    monkeypatch.setattr(BaseHook, "get_connection", classmethod(lambda cls, c: conns[c]))
+    seen = {}
+
+    def fake_execute(self, context):
+        path = self.env_vars["ECOMLAKE_SECRETS_FILE"]
+        seen.update(path=path, mode=stat.S_IMODE(os.stat(path).st_mode), text=open(path).read(),
+                    files=self.files, env=dict(self.env_vars))
+    monkeypatch.setattr(SparkSubmitOperator, "execute", fake_execute)
+    task = rendered(dag, "publish_db2")
+    task.execute({})
+    assert seen["mode"] == 0o600
+    assert seen["text"] == "ECOMLAKE_DB2_PASSWORD=pw-db2\\x'=:y\n"
+    assert (seen["files"] == seen["path"]) if master == "yarn" else not seen["files"]
+    assert not any("pw-" in v for v in seen["env"].values())
+    assert not os.path.exists(seen["path"])
 
 
 def test_spark_tasks_get_the_environment_spark_submit_sh_sets(dag):
