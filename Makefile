@@ -68,10 +68,15 @@ airflow-dags-test: airflow stack-up
 	stack/airflow/run.sh dags-test $(RUN_DATE)
 
 # The DAG tests run in Airflow's virtualenv (--confcutdir keeps tests/conftest.py, which needs
-# pyspark, out of it); everything else in the project's.
+# pyspark, out of it); everything else in the project's. Prints the suite's wall time (set-up
+# excluded) and, through pytest.ini, the ten slowest tests.
 test: stack-up airflow superset
-	$(AIRFLOW_PY) -m pytest -p no:cacheprovider --confcutdir=tests/dags tests/dags
-	$(PY) -m pytest tests
+	@start=$$(date +%s); rc=0; \
+	$(AIRFLOW_PY) -m pytest -p no:cacheprovider --confcutdir=tests/dags tests/dags || rc=$$?; \
+	if [ $$rc -eq 0 ]; then $(PY) -m pytest tests || rc=$$?; fi; \
+	s=$$(( $$(date +%s) - start )); \
+	echo "make test: test suite wall time $$((s / 60)) min $$((s % 60)) s ($$s s), exit $$rc"; \
+	exit $$rc
 
 # Apache Superset in its own virtualenv (pins in stack/superset/requirements.txt), plus Debian's
 # chromium for the dashboard tests. Idempotent.
