@@ -8,7 +8,7 @@
 # It uses the project's virtualenv (.venv, made by `make setup`), ships the ecomlake package to
 # the executors with --py-files, passes the jars resolved into .local/jars/spark, and takes the
 # master, memory and Spark conf from conf/<env>.yaml. Passwords never go through these
-# arguments: jobs read them from the environment (see README, "Configuration").
+# arguments: jobs read them from the environment or a 600 file (README, "Configuration").
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -73,6 +73,14 @@ os.replace(tmp, sys.argv[1])
 PYEOF
 )
 
+# Passwords: from the environment or the mode-600 file $ECOMLAKE_SECRETS_FILE (default
+# .local/stack.env). On YARN that file travels with --files into the application's own
+# containers; never as --conf (spark.yarn.appMasterEnv.* would put them in argv and the event log).
+FILES=()
+if [[ "$ENV_NAME" == yarn && -n "${ECOMLAKE_SECRETS_FILE:-}" ]]; then
+  FILES=(--files "$ECOMLAKE_SECRETS_FILE")
+fi
+
 mapfile -t SUBMIT < <("$PY" -m ecomlake.spark submit-args "$ENV_NAME")
-exec "$VENV/bin/spark-submit" "${SUBMIT[@]}" --name "ecomlake-$JOB" --py-files "$ZIP" \
-  "$ROOT/jobs/$JOB.py" --env "$ENV_NAME" "${ARGS[@]}"
+exec "$VENV/bin/spark-submit" "${SUBMIT[@]}" "${FILES[@]}" --name "ecomlake-$JOB" \
+  --py-files "$ZIP" "$ROOT/jobs/$JOB.py" --env "$ENV_NAME" "${ARGS[@]}"
