@@ -62,23 +62,24 @@ def usable() -> F.Column:
     return F.col("client_ip").isNotNull() & F.col("requested_at").isNotNull()
 
 
+def is_kept(drop_ip: str) -> F.Column:
+    return usable() & (F.col("client_ip") != F.lit(drop_ip))
+
+
 def without_ip(ip: str):
     def transform(df: DataFrame) -> DataFrame:
-        return df.filter(usable() & (F.col("client_ip") != F.lit(ip)))
+        return df.filter(is_kept(ip))
     return transform
 
 
 def line_counts(parsed: DataFrame, drop_ip: str) -> dict[str, int]:
-    """lines, kept, dropped_ip, unusable in one pass. `kept` uses without_ip's own predicate, so
-    lines = kept + dropped_ip + unusable checks that the three sets partition the lines."""
-    kept = parsed.transform(without_ip(drop_ip))
+    """lines, kept (without_ip's own predicate), dropped_ip, unusable, in one pass; the caller
+    checks lines = kept + dropped_ip + unusable (the three predicates partition the lines)."""
     row = parsed.agg(
-        F.count(F.lit(1)).alias("lines"),
-        F.count_if(~usable()).alias("unusable"),
-        F.count_if(usable() & (F.col("client_ip") == F.lit(drop_ip))).alias("dropped_ip")
-    ).collect()[0]
-    return {"lines": row["lines"], "kept": kept.count(), "dropped_ip": row["dropped_ip"],
-            "unusable": row["unusable"]}
+        F.count(F.lit(1)).alias("lines"), F.count_if(is_kept(drop_ip)).alias("kept"),
+        F.count_if(usable() & (F.col("client_ip") == F.lit(drop_ip))).alias("dropped_ip"),
+        F.count_if(~usable()).alias("unusable")).collect()[0]
+    return row.asDict()
 
 
 def to_hits_per_ip_day(requests: DataFrame) -> DataFrame:
@@ -216,8 +217,7 @@ def ingest(spark, cfg: Config, files: list[dict], batch_id: str, run_date: dt.da
            ingested_at: dt.datetime) -> None:
     """Bronze first, then the record of the files: a run that dies between the two left a batch
     with no record, which downstream ignores and a retry replaces."""
-    audit = with_audit_columns(cfg.uri(cfg.weblog.input), batch_id, run_date,
-                               ingested_at)
+    audit = with_audit_columns(cfg.uri(cfg.weblog.input), batch_id, run_date, ingested_at)
     todo = [f for f in files if f["end"] > f["start"]]
     lines = None
     for f in todo:
@@ -243,12 +243,14 @@ def run(spark, cfg: Config, batch_id: str, run_date: dt.date, ingested_at: dt.da
     # A run date already recorded was read completely: its lines are in bronze, so a rerun
     # rebuilds from them (same tables) instead of reading the files again.
     rerun = delta.has_batch(spark, cfg, FILES_TABLE, batch_id, ("_ingest_date", run_date))
-    files = [] if rerun else plan(spark, cfg, batch_id)
+    files = []
     if not rerun:
+        files = plan(spark, cfg, batch_id)
         ingest(spark, cfg, files, batch_id, run_date, ingested_at)
     batch = delta.read(spark, cfg, "bronze.access_log").filter(F.col("_batch_id") == batch_id)
     counts = line_counts(batch, cfg.weblog.drop_ip)
-    assert counts["lines"] == counts["kept"] + counts["dropped_ip"] + counts["unusable"], counts
+    if counts["lines"] != counts["kept"] + counts["dropped_ip"] + counts["unusable"]:
+        raise RuntimeError(f"weblog: lines not accounted for (a bug, not the input): {counts}")
     kept = batch.transform(without_ip(cfg.weblog.drop_ip)).drop("_raw", "_parsed")
     delta.replace_batch(kept, cfg, "silver.access_log", batch_id, "_ingest_date", run_date)
     # The course's archive: the day's client IPs, one a line, as a compressed text file.
