@@ -178,7 +178,7 @@ def test_weblog_retried_run_dates_change_nothing(spark, lake, tmp_path):
     before = lake_state(spark, cfg)
     assert sum(r[2] for r in before["gold.hits_per_ip_day"]) == expected_lines(log_file)["kept"]
 
-    for day in ("2026-11-25", "2026-11-26", "2026-11-25"):    # an older date after a newer one
+    for day in ("2026-11-26", "2026-11-25"):                  # the latest, then an older one
         retried = run_weblog(spark, cfg, day)
         assert lake_state(spark, cfg) == before, day
     assert retried["lines"] == full[:half].count(b"\n")
