@@ -11,14 +11,11 @@ from decimal import Decimal
 
 import pytest
 
-from ecomlake.config import PROJECT_ROOT, load_config
+from ecomlake.config import PROJECT_ROOT
 from ecomlake.io import delta
 from ecomlake.io.warehouse import DB2Warehouse, PostgresWarehouse
-from ecomlake.sources import capstone
 
-from tests.conftest import CAPSTONE, published
-
-RUN_DATE = "2026-11-25"
+from tests.conftest import CAPSTONE, COURSE_RUN_DATE as RUN_DATE, overrides_env, published
 
 
 def submit(job, *args, env=None, timeout=600):
@@ -41,29 +38,14 @@ def expected_by_product():
     return {k: tuple(v) for k, v in out.items()}
 
 
-class Lake:
-    """A throwaway lake: its config, and the environment that points a job at it."""
-
-    def __init__(self, root):
-        self.cfg = load_config("local", overrides={"lake": {"root": str(root)}})
-        self.env = self.env_with()
-
-    def env_with(self, **sections):
-        overrides = {"lake": {"root": self.cfg.lake_root}, **sections}
-        return {"ECOMLAKE_OVERRIDES": json.dumps(overrides)}
-
-
 @pytest.fixture(scope="module")
-def lake(tmp_path_factory):
-    return Lake(tmp_path_factory.mktemp("e2e") / "lake")
-
-
-@pytest.fixture(scope="module")
-def first_run(lake):
-    capstone.load(load_config("local"))
-    proc, seconds = submit("pipeline", "--run-date", RUN_DATE, env=lake.env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+def first_run(course_lake):
+    """The session's run of the course data (tests/conftest.py: `./spark-submit.sh pipeline`
+    into a throwaway lake), with the sources holding what it read, and its gold published
+    again to both warehouses: other tests publish generated data to the same ones."""
+    course_lake.current()
+    course_lake.submit("publish", "--target", "all")
+    return course_lake
 
 
 def warehouse_rows(conn, table):
@@ -87,8 +69,8 @@ def test_pipeline_publishes_course_sales_to_db2_path(first_run, cfg, spark):
     assert {r[0]: (r[1], r[2], r[3]) for r in rows} == expected_by_product()
 
 
-def test_pipeline_keeps_catalog_names_and_counts_in_silver(first_run, lake, spark):
-    cfg = lake.cfg
+def test_pipeline_keeps_catalog_names_and_counts_in_silver(first_run, spark):
+    cfg = first_run.cfg
     docs = [json.loads(l) for l in (CAPSTONE / "catalog.json").read_text().splitlines() if l.strip()]
     silver = delta.read(spark, cfg, "silver.electronics")
     assert silver.count() == len(docs)
@@ -104,22 +86,22 @@ def snapshot(spark, cfg, tables):
             for t in tables}
 
 
-def test_pipeline_rerun_same_date_changes_nothing(first_run, lake, spark, cfg):
-    lake_cfg = lake.cfg
+def test_pipeline_rerun_same_date_changes_nothing(first_run, spark, cfg):
+    lake_cfg = first_run.cfg
     tables = ["bronze.sales_data", "bronze.electronics", "silver.sales_data",
               "silver.electronics", "gold.sales_by_product"]
     before = snapshot(spark, lake_cfg, tables)
     pg_before = published(cfg)
-    proc, _ = submit("pipeline", "--run-date", RUN_DATE, env=lake.env)
+    proc, _ = submit("pipeline", "--run-date", RUN_DATE, env=first_run.env)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert snapshot(spark, lake_cfg, tables) == before
     assert published(cfg) == pg_before
 
 
-def test_pipeline_with_mysql_down_stops_fast_and_writes_nothing(first_run, lake, spark):
-    lake_cfg = lake.cfg
+def test_pipeline_with_mysql_down_stops_fast_and_writes_nothing(first_run, spark):
+    lake_cfg = first_run.cfg
     version = delta.version(spark, lake_cfg, "bronze.sales_data")
-    env = lake.env_with(mysql={"port": 1})
+    env = overrides_env(lake={"root": lake_cfg.lake_root}, mysql={"port": 1})
     proc, seconds = submit("pipeline", "--run-date", "2026-11-26", env=env)
     assert proc.returncode == 2
     assert "MySQL (OLTP source) at 127.0.0.1:1 is not answering" in proc.stdout
@@ -128,9 +110,9 @@ def test_pipeline_with_mysql_down_stops_fast_and_writes_nothing(first_run, lake,
     assert delta.version(spark, lake_cfg, "bronze.sales_data") == version
 
 
-def test_pipeline_with_wrong_password_never_prints_it(first_run, lake, cfg):
+def test_pipeline_with_wrong_password_never_prints_it(first_run, cfg):
     secret = "n0t-the-Passw0rd-4711"
-    env = {**lake.env, cfg.postgres.password_env: secret}
+    env = {**first_run.env, cfg.postgres.password_env: secret}
     proc, _ = submit("pipeline", "--run-date", "2026-11-26", env=env)
     assert proc.returncode == 2
     assert "PostgreSQL at 127.0.0.1:15432 refused the login of user 'ecomlake'" in proc.stdout
