@@ -250,7 +250,8 @@ class MariaDB(Server):
     # Database privileges of each account: the pipeline reads; the loader (generate, changes,
     # load-capstone, tests and benchmarks that write) creates, truncates and writes tables.
     PIPELINE_GRANTS = ("SELECT",)
-    LOADER_GRANTS = ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "INDEX", "ALTER")
+    LOADER_GRANTS = ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "INDEX", "ALTER",
+                     "CREATE TEMPORARY TABLES")   # changes.update_from_rows joins a temp table
     # Everything else a database grant can hold, revoked so a re-provisioned older stack (which
     # gave ALL PRIVILEGES) ends up with exactly the grants above.
     DB_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "INDEX", "ALTER",
