@@ -2,9 +2,13 @@
 partition column `_ingest_date`. Append-only: a batch is written once; rerunning the same batch
 replaces exactly that batch, so a retried run never duplicates rows.
 
-MySQL tables with a `watermark` are read incrementally: rows whose watermark is after the
-largest one already in bronze from earlier batches, so the watermark lives in the same Delta
-commit as the rows it covers — a run that fails re-reads the same window, never skips one.
+MySQL tables with a `watermark` are read incrementally, between two high-water marks: the mark
+the earlier batches stored (bronze._batches) and a new one taken from the server before the
+read, which no open transaction can fall behind (`mysql.high_water_mark`). Every parallel
+partition of the read uses the same bounds, and the mark itself is stored, never the largest
+value read (that loses the rows of a transaction that commits late). Rows at the stored mark are
+read again; silver's MERGE absorbs repeats. Whatever still slips through is found and re-read
+by the reconciliation (ecomlake.reconcile).
 """
 from __future__ import annotations
 
@@ -13,9 +17,9 @@ import logging
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from ecomlake.config import Config, TableSpec
+from ecomlake import reconcile
 from ecomlake.io import delta, mongo, mysql
 from ecomlake.sources import schemas
 
@@ -64,53 +68,82 @@ def backfill_window(spec: TableSpec, start: dt.date, end: dt.date) -> str:
 
 
 def watermark_window(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
-                     full_refresh: bool, backfill: tuple[dt.date, dt.date] | None = None) -> str:
-    """The SQL predicate selecting the rows this batch covers."""
-    name = f"bronze.{table}"
+                     full_refresh: bool, upper, backfill: tuple[dt.date, dt.date] | None = None) -> str:
+    """The SQL predicate selecting the rows this batch covers: (stored mark, new mark `upper`],
+    with rows at the stored mark read again; without a stored mark, everything up to `upper`."""
     if backfill and spec.incremental and not full_refresh:
         return backfill_window(spec, *backfill)
-    if full_refresh or not spec.incremental or not delta.exists(spark, cfg, name):
+    if full_refresh or not spec.incremental:
         return "1=1"
-    lower = (delta.read(spark, cfg, name).filter(F.col("_batch_id") < batch_id)
-             .agg(F.max(spec.watermark)).collect()[0][0])
+    col = f"`{spec.watermark}`"
+    upto = f"{col} <= '{upper:%Y-%m-%d %H:%M:%S.%f}'"
+    lower = reconcile.stored_watermark(spark, cfg, table, batch_id)
     if lower is None:
-        return "1=1"
-    # Strictly after: a bulk load stamps all its rows with one timestamp, and `>=` re-read every
-    # one of them on every run (183k sales rows per run at scale 1). Either way a transaction
-    # that commits after the read with an older updated_at is only seen by a --backfill.
-    return f"`{spec.watermark}` > '{lower:%Y-%m-%d %H:%M:%S.%f}'"
+        return upto
+    return f"{col} >= '{lower:%Y-%m-%d %H:%M:%S.%f}' AND {upto}"
 
 
 def replace_batch(spark, cfg: Config, name: str, df: DataFrame, batch_id: str,
                   run_date: dt.date) -> int:
+    before = delta.version(spark, cfg, name) if delta.exists(spark, cfg, name) else None
     delta.replace_batch(df, cfg, name, batch_id, "_ingest_date", run_date)
     version, n = delta.written(spark, cfg, name)
+    if version == before:   # an empty batch made no commit: the last one is an earlier batch's
+        n = 0
     log.info("%s: batch %s has %d rows (Delta version %d)", name, batch_id, n, version)
     return n
 
 
 def ingest_mysql(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
                  run_date: dt.date, ingested_at: dt.datetime, *, full_refresh: bool = False,
-                 backfill: tuple[dt.date, dt.date] | None = None) -> int:
-    where = watermark_window(spark, cfg, table, spec, batch_id, full_refresh, backfill)
+                 backfill: tuple[dt.date, dt.date] | None = None) -> tuple[int, dt.datetime | None]:
+    """Read this batch's rows into bronze.<table>; returns (rows, the high-water mark the batch
+    read up to, or None when it is not an incremental read)."""
+    # The mark is taken before the read: rows stamped after it are the next batch's.
+    upper = mysql.high_water_mark(cfg) if spec.incremental else None
+    where = watermark_window(spark, cfg, table, spec, batch_id, full_refresh, upper, backfill)
     log.info("bronze.%s: reading rows where %s", table, where)
     rows = mysql.read_table(spark, cfg, table, key=spec.split_column,
                             where=where)
     source = f"mysql:{cfg.mysql.database}.{table}"
     out = rows.transform(with_audit_columns(source, batch_id, run_date, ingested_at))
-    return replace_batch(spark, cfg, f"bronze.{table}", out, batch_id, run_date)
+    n = replace_batch(spark, cfg, f"bronze.{table}", out, batch_id, run_date)
+    # a backfill re-reads a date range; it does not move the mark
+    return n, (None if backfill and not full_refresh else upper)
+
+
+def recover_mysql(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
+                  run_date: dt.date, ingested_at: dt.datetime):
+    """The reconciliation's `recover`: re-read the current rows of the missing keys and append
+    them to this batch (a rerun of the batch replaces them with the rest)."""
+    def recover(missing: DataFrame) -> int:
+        rows = mysql.read_rows_by_keys(spark, cfg, table, spec.key, spec.split_column, missing)
+        source = f"mysql:{cfg.mysql.database}.{table} (recovered)"
+        out = rows.transform(with_audit_columns(source, batch_id, run_date, ingested_at)).cache()
+        try:
+            n = out.count()
+            if n:
+                delta.append(out, cfg, f"bronze.{table}", "_ingest_date")
+            log.warning("bronze.%s: recovered %d rows missing from the lake into batch %s",
+                        table, n, batch_id)
+            return n
+        finally:
+            out.unpersist()
+    return recover
 
 
 def ingest_mongo(spark, cfg: Config, collection: str, batch_id: str, run_date: dt.date,
                  ingested_at: dt.datetime) -> int:
-    schema = schemas.MONGO[collection]
-    known = set(schema.fieldNames())
-    extra = sorted(set(mongo.top_level_fields(cfg, collection)) - known)
+    """The whole collection as it is: every top-level field as text (a known field in its own
+    column, any other in `_extra`) and each field's BSON type in `_bson_types`, so no value of
+    any type can fail the read; silver types the known fields and quarantines what does not
+    fit."""
+    known = schemas.MONGO[collection]
+    extra = sorted(set(mongo.top_level_fields(cfg, collection)) - set(known))
     if extra:
         log.info("bronze.%s: fields outside the schema, kept in %s: %s", collection, EXTRA,
                  ", ".join(extra))
-    read_schema = T.StructType(schema.fields + [T.StructField(f, T.StringType()) for f in extra])
-    docs = mongo.read_collection(spark, cfg, collection, read_schema)
+    docs = mongo.read_as_text(spark, cfg, collection, known + extra, schemas.BSON_TYPES)
     source = f"mongodb:{cfg.mongo.database}.{collection}"
     out = (docs.transform(with_extra_fields(extra))
            .transform(with_delta_safe_names(schemas.DELTA_NAMES))
@@ -118,20 +151,15 @@ def ingest_mongo(spark, cfg: Config, collection: str, batch_id: str, run_date: d
     return replace_batch(spark, cfg, f"bronze.{collection}", out, batch_id, run_date)
 
 
-def record_deletes(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
-                   run_date: dt.date, ingested_at: dt.datetime, source_keys: DataFrame) -> int:
-    """Keys present in silver but gone from the source: record them in bronze.<table>_deletes."""
-    if not delta.exists(spark, cfg, f"silver.{table}"):
+def record_deletes(spark, cfg: Config, table: str, batch_id: str, run_date: dt.date,
+                   ingested_at: dt.datetime, gone: DataFrame) -> int:
+    """Record the keys deleted in the source (found by the reconciliation) in
+    bronze.<table>_deletes, for silver to apply. No commit for none, unless a rerun must clear
+    the batch's earlier record."""
+    name = f"bronze.{table}_deletes"
+    if gone.isEmpty() and not delta.has_batch(spark, cfg, name, batch_id,
+                                              ("_ingest_date", run_date)):
+        log.info("%s: no keys deleted in the source (no commit)", name)
         return 0
-    current = delta.read(spark, cfg, f"silver.{table}").select(*spec.key)
-    gone = current.join(source_keys.select(*spec.key), on=spec.key, how="left_anti").cache()
-    try:
-        name = f"bronze.{table}_deletes"
-        if gone.isEmpty() and not delta.has_batch(spark, cfg, name, batch_id,
-                                                  ("_ingest_date", run_date)):
-            log.info("%s: no keys deleted in the source (no commit)", name)
-            return 0
-        out = gone.transform(with_audit_columns(f"keys:{table}", batch_id, run_date, ingested_at))
-        return replace_batch(spark, cfg, name, out, batch_id, run_date)
-    finally:
-        gone.unpersist()
+    out = gone.transform(with_audit_columns(f"keys:{table}", batch_id, run_date, ingested_at))
+    return replace_batch(spark, cfg, name, out, batch_id, run_date)

@@ -69,6 +69,11 @@ class MySQLSettings:
     # truncates and writes tables; `user` (the pipeline's) may only read them.
     loader_user: str = "ecomlake_loader"
     loader_password_env: str = "ECOMLAKE_MYSQL_LOADER_PASSWORD"
+    # The high-water mark of an incremental read is the server's clock, lowered to the start of
+    # the oldest InnoDB transaction still open this long after the clock reading: a statement
+    # stamped before the reading has registered its transaction by then (or committed), so a
+    # row committed after the read can never sit behind the mark.
+    mark_settle_seconds: float = 1.0
 
     @property
     def jdbc_url(self) -> str:
@@ -339,6 +344,9 @@ class TableSpec:
     key: list
     rules: dict
     max_bad_fraction: float = 0.05
+    # A run whose deletions would remove a larger share of silver.<table> stops (exit 2) before
+    # anything is written; `--allow-mass-delete` lets one run through.
+    max_delete_fraction: float = 0.05
     watermark: str = ""
     partition_column: str = ""
     detect_deletes: bool = False
@@ -401,8 +409,9 @@ def load_tables(path: Path | None = None) -> dict[str, TableSpec]:
         if not table.key or not all(isinstance(k, str) for k in table.key):
             raise ConfigError(f"{source}: `{name}.key` must be a non-empty list of column names")
         _check_table_identifiers(name, table, source)
-        if not 0 <= table.max_bad_fraction <= 1:
-            raise ConfigError(f"{source}: `{name}.max_bad_fraction` must be within [0, 1]")
+        for share in ("max_bad_fraction", "max_delete_fraction"):
+            if not 0 <= getattr(table, share) <= 1:
+                raise ConfigError(f"{source}: `{name}.{share}` must be within [0, 1]")
         rules = {rule: _expand_references(str(sql)) for rule, sql in table.rules.items()}
         tables[name] = dataclasses.replace(table, rules=rules)
     return tables

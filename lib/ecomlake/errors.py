@@ -19,7 +19,13 @@ class DataQualityError(EcomlakeError):
 
 
 class ReconciliationError(EcomlakeError):
-    """Published rows do not match the gold table; the target was left unchanged."""
+    """Rows do not match where they must: the source's keys and silver + quarantine, or a
+    published table and its gold table. The run stops before the next layer is written."""
+
+
+class MassDeleteError(EcomlakeError):
+    """A run would delete more of a silver table than its configured share (or the whole of it,
+    from an empty snapshot); it stops before silver is written."""
 
 
 START_HINT = "start the local stack with `ecomlake stack up` (or fix {keys} in {conf})"

@@ -7,7 +7,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from ecomlake import bronze, gold, silver
+from pyspark.sql import functions as F
+
+from ecomlake import bronze, gold, reconcile, silver
 from ecomlake.config import Config, load_tables
 from ecomlake.io import delta, mongo, mysql
 from ecomlake.io.warehouse import WAREHOUSES, warehouse
@@ -28,6 +30,7 @@ class Run:
     sources: tuple[str, ...] = ("mysql", "mongo")   # source systems bronze reads
     full_refresh: bool = False
     backfill: tuple[dt.date, dt.date] | None = None  # re-read rows changed on these days
+    allow_mass_delete: bool = False       # let deletions past max_delete_fraction through
     summary: dict = field(default_factory=dict)
 
     @property
@@ -36,30 +39,43 @@ class Run:
 
 
 def stage_bronze(spark, cfg: Config, run: Run) -> None:
-    def ingest(item):
+    """Each source table into bronze, then its reconciliation: the source's key set against the
+    lake's (missing keys re-read, deletions recorded, a mass deletion stopped), and the batch's
+    mark and counts kept in bronze._batches."""
+    def ingest(item) -> reconcile.Reconciliation:
         name, spec = item
+        recover = None
         if spec.source == "mysql":
-            n = bronze.ingest_mysql(spark, cfg, name, spec, run.batch_id, run.run_date,
-                                    run.ingested_at, full_refresh=run.full_refresh,
-                                    backfill=run.backfill)
-            keys = mysql.read_keys(spark, cfg, name, spec.key, spec.split_column) \
-                if spec.detect_deletes else None
+            n, mark = bronze.ingest_mysql(spark, cfg, name, spec, run.batch_id, run.run_date,
+                                          run.ingested_at, full_refresh=run.full_refresh,
+                                          backfill=run.backfill)
+            source_keys = mysql.read_keys(spark, cfg, name, spec.key, spec.split_column)
+            recover = bronze.recover_mysql(spark, cfg, name, spec, run.batch_id, run.run_date,
+                                           run.ingested_at)
         else:
-            n = bronze.ingest_mongo(spark, cfg, name, run.batch_id, run.run_date, run.ingested_at)
-            keys = None   # a MongoDB batch is a full snapshot: silver deletes what it lacks
+            n, mark = bronze.ingest_mongo(spark, cfg, name, run.batch_id, run.run_date,
+                                          run.ingested_at), None
+            # a MongoDB batch is a full snapshot: its keys, typed as silver types them, are
+            # the source's key set
+            source_keys = delta.read(spark, cfg, f"bronze.{name}").filter(
+                F.col("_batch_id") == run.batch_id).transform(silver.TYPED[name]).select(*spec.key)
         run.summary[f"bronze.{name}"] = n
-        if keys is not None and not run.full_refresh:
-            gone = bronze.record_deletes(spark, cfg, name, spec, run.batch_id, run.run_date,
-                                         run.ingested_at, keys)
-            run.summary[f"bronze.{name}_deletes"] = gone
+        result, gone = reconcile.reconcile(spark, cfg, name, spec, run.batch_id, source_keys,
+                                           recover=recover,
+                                           allow_mass_delete=run.allow_mass_delete)
+        result.watermark = mark
+        if result.recovered:
+            run.summary[f"bronze.{name} (recovered)"] = result.recovered
+        if gone is not None:
+            run.summary[f"bronze.{name}_deletes"] = bronze.record_deletes(
+                spark, cfg, name, run.batch_id, run.run_date, run.ingested_at, gone)
+            gone.unpersist()
+        return result
 
     # independent tables: two at a time (see ecomlake.spark.in_parallel)
-    in_parallel(ingest, [(n, s) for n, s in load_tables().items() if s.source in run.sources])
-
-
-def full_snapshot(spec, run: Run) -> bool:
-    """A batch that holds every source row: keys missing from it are deletions."""
-    return spec.source == "mongo" or run.full_refresh or not spec.incremental
+    results = in_parallel(ingest, [(n, s) for n, s in load_tables().items()
+                                   if s.source in run.sources])
+    reconcile.record(spark, cfg, results)
 
 
 def stage_silver(spark, cfg: Config, run: Run) -> None:
@@ -68,10 +84,11 @@ def stage_silver(spark, cfg: Config, run: Run) -> None:
         if not delta.exists(spark, cfg, f"bronze.{name}"):
             log.warning("silver.%s: no bronze table yet, skipped", name)
             return
-        counts = silver.build_table(spark, cfg, name, spec, run.batch_id,
-                                    full_snapshot=full_snapshot(spec, run))
-        run.summary[f"silver.{name}"] = delta.read(spark, cfg, f"silver.{name}").count()
+        counts = silver.build_table(spark, cfg, name, spec, run.batch_id, run.run_date)
+        n_silver = delta.read(spark, cfg, f"silver.{name}").count()
+        run.summary[f"silver.{name}"] = n_silver
         run.summary[f"silver.{name}_quarantine (this batch)"] = counts.quarantined
+        reconcile.verify_silver(spark, cfg, name, spec, run.batch_id, n_silver)
 
     # independent tables: two at a time (see ecomlake.spark.in_parallel)
     in_parallel(build, list(load_tables().items()))

@@ -41,6 +41,11 @@ def parser(job: str, doc: str, stages: list[str]) -> argparse.ArgumentParser:
                        help="re-read the MySQL rows changed on the days FROM..TO (by their "
                             "watermark column) into this run date's batch, e.g. after a fix in "
                             "the source; silver then merges them as usual")
+        p.add_argument("--allow-mass-delete", action="store_true",
+                       help="let this run apply deletions that remove more than a table's "
+                            "max_delete_fraction (conf/tables.yaml) of silver, or empty it from an "
+                            "empty source; without it such a run stops with exit 2 before silver "
+                            "is written")
         p.add_argument("--full-refresh", action="store_true",
                        help="read every source row again instead of only what changed since "
                             "the stored watermark (and apply deletions by comparing snapshots)")
@@ -70,6 +75,7 @@ def main(job: str, doc: str, stages: list[str], argv: list[str] | None = None) -
     sources = ("mysql", "mongo") if source == "all" else (source,)
     run = pipeline.Run(run_date=run_date, ingested_at=now.replace(tzinfo=None), targets=targets,
                        full_refresh=getattr(args, "full_refresh", False),
+                       allow_mass_delete=getattr(args, "allow_mass_delete", False),
                        tables=tuple(getattr(args, "tables", [])), sources=sources,
                        backfill=tuple(args.backfill) if getattr(args, "backfill", None) else None)
     try:

@@ -9,6 +9,7 @@ are kept as type 2 history in silver.<table>_history.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from ecomlake.config import Config, TableSpec
 from ecomlake.errors import DataQualityError
 from ecomlake.io import delta
 from ecomlake.quality import FAILED_RULES, split_valid, with_failed_rules
+from ecomlake.sources import schemas
 
 log = logging.getLogger(__name__)
 
@@ -27,67 +29,119 @@ log = logging.getLogger(__name__)
 BEGINNING = "1900-01-01 00:00:00"
 
 
+# Odd source values never fail a run: every column is typed with try_cast, so a value that does
+# not fit (an unsigned BIGINT past Spark's bigint, a zero date read as NULL) becomes NULL and
+# breaks a rule (its row goes to quarantine with the rule's name).
 def typed_sales(df: DataFrame) -> DataFrame:
     return df.select(
-        F.col("id").cast("bigint"),
-        F.col("product_id").cast("int"),
-        F.col("customer_id").cast("int"),
-        F.col("price").cast("decimal(12,2)"),
-        F.col("quantity").cast("int"),
-        F.col("timestamp").cast("timestamp"),
-        F.col("updated_at").cast("timestamp"),
+        F.col("id").try_cast("bigint").alias("id"),
+        F.col("product_id").try_cast("int").alias("product_id"),
+        F.col("customer_id").try_cast("int").alias("customer_id"),
+        F.col("price").try_cast("decimal(12,2)").alias("price"),
+        F.col("quantity").try_cast("int").alias("quantity"),
+        F.col("timestamp").try_cast("timestamp").alias("timestamp"),
+        F.col("updated_at").try_cast("timestamp").alias("updated_at"),
         "_batch_id",
     )
 
 
 def typed_customers(df: DataFrame) -> DataFrame:
     return df.select(
-        F.col("customer_id").cast("int"),
+        F.col("customer_id").try_cast("int").alias("customer_id"),
         F.col("name").cast("string"),
         F.col("email").cast("string"),
         F.trim("country").alias("country"),
-        F.col("created_at").cast("timestamp"),
-        F.col("updated_at").cast("timestamp"),
+        F.col("created_at").try_cast("timestamp").alias("created_at"),
+        F.col("updated_at").try_cast("timestamp").alias("updated_at"),
         "_batch_id",
     )
 
 
 def typed_inventory(df: DataFrame) -> DataFrame:
     return df.select(
-        F.col("product_id").cast("int"),
-        F.col("warehouse_id").cast("int"),
-        F.col("quantity_on_hand").cast("int"),
-        F.col("updated_at").cast("timestamp"),
+        F.col("product_id").try_cast("int").alias("product_id"),
+        F.col("warehouse_id").try_cast("int").alias("warehouse_id"),
+        F.col("quantity_on_hand").try_cast("int").alias("quantity_on_hand"),
+        F.col("updated_at").try_cast("timestamp").alias("updated_at"),
         "_batch_id",
     )
 
 
+# The BSON types a catalog field may have to be typed ($type names); any other type is a
+# mismatch: the typed value is NULL and the field's `<field>_is_<kind>` rule sends the document
+# to quarantine. Integral doubles are accepted as integers (JavaScript clients write doubles).
+NUMBER_TYPES = ("int", "long", "double", "decimal")
+SOURCE_TEXT = "_source_text"   # lake column -> the source's text, for the known fields it has
+
+
+def bson_type_is(field: str, *types: str):
+    """Whether the document's `field` (its source name) has one of the BSON `types`."""
+    return F.col(schemas.BSON_TYPES)[field].isin(*types)
+
+
+def integral(text):
+    """The text of a number as an int when the number is whole and fits, else NULL."""
+    d = text.try_cast("double")
+    return F.when(d % 1 == 0, d.try_cast("int"))
+
+
+def catalog_columns() -> dict:
+    """Lake column -> its typed value, NULL where the source's BSON type does not fit."""
+    def text(c):
+        return F.when(bson_type_is(c, "string"), F.col(c))
+    return {
+        "product_id": F.when(bson_type_is("product_id", *NUMBER_TYPES),
+                             integral(F.col("product_id"))),
+        "type": F.trim(text("type")),
+        "model": F.trim(text("model")),
+        "screen_size": F.when(bson_type_is("screen size", *NUMBER_TYPES),
+                              F.col("screen_size").try_cast("double")),
+        "category": text("category"),
+        "brand": text("brand"),
+        "price": F.when(bson_type_is("price", *NUMBER_TYPES),
+                        F.col("price").try_cast("decimal(12,2)")),
+        "attributes": F.when(bson_type_is("attributes", "object"), F.col("attributes")),
+        "updated_at": F.when(bson_type_is("updated_at", "date"),
+                             F.col("updated_at").try_cast("timestamp")),
+    }
+
+
 def typed_electronics(df: DataFrame) -> DataFrame:
-    """Catalog documents, typed. `price_raw` keeps the source text so a price that is not a
-    number can be told from a missing one; `_duplicate_product` marks every document after the
-    first (by updated_at, then _id) that claims an already-used product_id."""
-    first = Window.partitionBy("product_id").orderBy(F.col("updated_at").asc_nulls_first(),
-                                                     F.col("_id"))
+    """Catalog documents, typed from bronze's text with try_cast, each field only from the BSON
+    types that fit it (a string "15" is not a screen size; 15 is). `_id` stays the source's
+    text (an ObjectId's hex) so a quarantined document keeps its key. `price_raw` keeps the
+    price's text, `_source_text` every known field's, so a value that did not type can be told
+    from a missing one. `_duplicate_product` marks every document after the first (well-typed
+    ones first, then by updated_at, then _id) that claims an already-used product_id."""
+    t = catalog_columns()
+    source_text = F.map_filter(
+        F.create_map(*[x for c in ["_id", *t] for x in (F.lit(c), F.col(c))]),
+        lambda k, v: v.isNotNull())
+    mismatch = ~F.coalesce(bson_type_is("_id", "objectId", "string"), F.lit(False))
+    for c in t:
+        mismatch = mismatch | (F.col(c).isNull() & F.col(SOURCE_TEXT)[c].isNotNull())
+    first = Window.partitionBy("product_id").orderBy(
+        F.col("_mismatch").asc(), F.col("updated_at").asc_nulls_first(), F.col("_id"))
     return (df.select(
-        F.col("_id").cast("string"),
-        F.col("product_id").cast("int"),
-        F.trim("type").alias("type"),
-        F.trim("model").alias("model"),
-        F.col("screen_size").cast("double"),
-        F.col("category").cast("string"),
-        F.col("brand").cast("string"),
+        "_id",
+        *[t[c].alias(c) for c in ("product_id", "type", "model", "screen_size", "category",
+                                  "brand")],
         F.col("price").alias("price_raw"),
-        F.expr("try_cast(price AS DECIMAL(12,2))").alias("price"),
-        F.col("attributes").cast("string"),
-        F.col("_extra"),
-        F.col("updated_at").cast("timestamp"),
-        "_batch_id")
+        t["price"].alias("price"),
+        t["attributes"].alias("attributes"),
+        "_extra",
+        t["updated_at"].alias("updated_at"),
+        "_batch_id",
+        source_text.alias(SOURCE_TEXT),
+        schemas.BSON_TYPES)
+        .withColumn("_mismatch", mismatch)
         .withColumn("_duplicate_product",
-                    F.col("product_id").isNotNull() & (F.row_number().over(first) > 1)))
+                    F.col("product_id").isNotNull() & (F.row_number().over(first) > 1))
+        .drop("_mismatch"))
 
 
 # Columns computed only for a rule to look at; quarantine keeps them, silver does not.
-CHECK_ONLY_COLUMNS = {"_duplicate_product"}
+CHECK_ONLY_COLUMNS = {"_duplicate_product", SOURCE_TEXT, schemas.BSON_TYPES}
 
 TYPED = {"sales_data": typed_sales, "customers": typed_customers,
          "inventory": typed_inventory, "electronics": typed_electronics}
@@ -139,8 +193,9 @@ def history_changes(current_history: DataFrame | None, batch: DataFrame, keys: l
 
 
 def merge_history(spark, cfg: Config, table: str, batch: DataFrame, keys: list[str],
-                  tracked: list[str]) -> int:
-    """Append new versions to silver.<table>_history and close the versions they replace."""
+                  tracked: list[str], gone: DataFrame | None, closed_at: dt.datetime) -> int:
+    """Append new versions to silver.<table>_history and close the versions they replace; the
+    current versions of deleted keys are closed at `closed_at`."""
     name = f"silver.{table}_history"
     exists = delta.exists(spark, cfg, name)
     current = delta.read(spark, cfg, name) if exists else None
@@ -152,12 +207,28 @@ def merge_history(spark, cfg: Config, table: str, batch: DataFrame, keys: list[s
         if not exists:
             delta.overwrite(rows.drop("_is_new"), cfg, name)
             return n
-        if n == 0:
-            return 0   # nothing changed: no MERGE, no empty commit
-        delta.close_and_append_versions(spark, cfg, name, rows, keys)
+        if n:   # nothing changed: no MERGE, no empty commit
+            delta.close_and_append_versions(spark, cfg, name, rows, keys)
+        if gone is not None and not gone.isEmpty():
+            closed = delta.close_versions(spark, cfg, name, gone, keys, closed_at)
+            log.info("%s: closed the current version of %d deleted keys at %s", name, closed,
+                     closed_at)
         return n
     finally:
         opened.unpersist()
+
+
+def without_stale(current: DataFrame | None, keys: list[str], order: str = "updated_at"):
+    """Drop the rows older (by `order`) than the version silver already holds: a late or
+    re-read older version never rewinds a newer one."""
+    def transform(df: DataFrame) -> DataFrame:
+        if current is None:
+            return df
+        cur = current.select(*keys, F.col(order).alias("_current_order"))
+        return (df.join(cur, on=keys, how="left")
+                .filter(F.coalesce(F.col(order) >= F.col("_current_order"), F.lit(True)))
+                .drop("_current_order"))
+    return transform
 
 
 @dataclass
@@ -170,6 +241,7 @@ class SilverCounts:
     updated: int
     deleted: int
     versions: int = 0
+    stale: int = 0
 
 
 def split_batch(checked: DataFrame, table: str, batch_id: str, spec: TableSpec):
@@ -187,38 +259,51 @@ def split_batch(checked: DataFrame, table: str, batch_id: str, spec: TableSpec):
     return clean, bad, n_bronze, n_bad
 
 
-def build_table(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str, *,
-                full_snapshot: bool) -> SilverCounts:
+def build_table(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
+                run_date: dt.date) -> SilverCounts:
+    """Merge bronze.<table>'s batch `batch_id` into silver: clean rows upserted (never over a
+    newer version), rule breakers quarantined (silver keeps their last good version), the keys
+    the reconciliation found deleted removed (their history closed)."""
     batch = delta.read(spark, cfg, f"bronze.{table}").filter(F.col("_batch_id") == batch_id)
     checked = batch.transform(TYPED[table]).transform(with_failed_rules(spec.rules)).cache()
+    name = f"silver.{table}"
+    current = delta.read(spark, cfg, name) if delta.exists(spark, cfg, name) else None
     try:
         clean, bad, n_bronze, n_bad = split_batch(checked, table, batch_id, spec)
         clean = clean.drop(*CHECK_ONLY_COLUMNS.intersection(clean.columns))
         deduped = clean.transform(latest_per_key(spec.key, LATEST_FIRST[table])).cache()
+        fresh = deduped.transform(without_stale(current, spec.key, LATEST_FIRST[table][0])).cache()
         n_clean = n_bronze - n_bad
-        n_unique = deduped.count()
+        n_unique, n_fresh = deduped.count(), fresh.count()
         quarantine = f"silver.{table}_quarantine"
         if n_bad or not delta.exists(spark, cfg, quarantine) or \
                 delta.has_batch(spark, cfg, quarantine, batch_id, ("_batch_id", batch_id)):
             # a clean batch costs no commit, unless a rerun must clear this batch's old rows
             delta.replace_batch(bad, cfg, quarantine, batch_id, "_batch_id", batch_id)
-        gone = None if full_snapshot or not spec.detect_deletes else deleted_keys(
-            spark, cfg, table, spec, batch_id)
-        merged = delta.merge(spark, cfg, f"silver.{table}", deduped, spec.key,
-                             delete_missing=full_snapshot, deleted_keys=gone)
-        delta.ensure_checks(spark, cfg, f"silver.{table}", silver_checks(spec))
-        versions = merge_history(spark, cfg, table, deduped, spec.key, spec.history) \
-            if spec.history else 0
+        gone = deleted_keys(spark, cfg, table, spec, batch_id)
+        merged = delta.merge(spark, cfg, name, fresh, spec.key, deleted_keys=gone,
+                             newer=LATEST_FIRST[table][0])
+        delta.ensure_checks(spark, cfg, name, silver_checks(spec))
+        versions = merge_history(spark, cfg, table, fresh, spec.key, spec.history, gone,
+                                 deletion_time(run_date)) if spec.history else 0
         deduped.unpersist()
+        fresh.unpersist()
     finally:
         checked.unpersist()
     counts = SilverCounts(n_bronze, n_clean, n_bad, n_clean - n_unique, **merged,
-                          versions=versions)
+                          versions=versions, stale=n_unique - n_fresh)
     log.info("silver.%s: batch %s: %d bronze rows = %d clean + %d quarantined; %d duplicate "
-             "versions dropped; merge inserted %d, updated %d, deleted %d; %d history versions",
-             table, batch_id, counts.bronze, counts.clean, counts.quarantined, counts.duplicates,
-             counts.inserted, counts.updated, counts.deleted, counts.versions)
+             "versions dropped; %d older than silver's version skipped; merge inserted %d, "
+             "updated %d, deleted %d; %d history versions", table, batch_id, counts.bronze,
+             counts.clean, counts.quarantined, counts.duplicates, counts.stale, counts.inserted,
+             counts.updated, counts.deleted, counts.versions)
     return counts
+
+
+def deletion_time(run_date: dt.date) -> dt.datetime:
+    """When a deletion seen by a run is dated: the end of the run's data interval (the source
+    does not say when a row was deleted; a run date's rerun gives the same answer)."""
+    return dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time())
 
 
 def deleted_keys(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str):

@@ -133,5 +133,5 @@ def test_bad_fraction_over_the_threshold_stops_before_writing(runs, spark, tmp_p
     version = delta.version(spark, inc, "silver.sales_data")
     batch = (D0 + dt.timedelta(days=1)).isoformat()
     with pytest.raises(DataQualityError, match=r"breaking rules .*nothing was written"):
-        silver.build_table(spark, inc, "sales_data", strict, batch, full_snapshot=False)
+        silver.build_table(spark, inc, "sales_data", strict, batch, D0 + dt.timedelta(days=1))
     assert delta.version(spark, inc, "silver.sales_data") == version

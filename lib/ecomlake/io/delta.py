@@ -78,11 +78,11 @@ def overwrite(df, cfg: Config, name: str) -> None:
      .save(path(cfg, name)))
 
 
-def merge(spark, cfg: Config, name: str, source, keys: list[str], *,
-          delete_missing: bool = False, deleted_keys=None) -> dict[str, int]:
+def merge(spark, cfg: Config, name: str, source, keys: list[str], *, deleted_keys=None,
+          newer: str | None = None) -> dict[str, int]:
     """Upsert `source` (already one row per key) into table `name` and delete the rows whose key
-    is in `deleted_keys`, in one MERGE (one scan of the table, one commit); with
-    `delete_missing`, rows whose key is absent from `source` (a full snapshot) are deleted.
+    is in `deleted_keys`, in one MERGE (one scan of the table, one commit). With `newer` (a
+    column such as updated_at), a row is never replaced by one whose `newer` is older.
     Returns the rows inserted, updated and deleted."""
     if not exists(spark, cfg, name):
         source.write.format("delta").save(path(cfg, name))
@@ -101,14 +101,14 @@ def merge(spark, cfg: Config, name: str, source, keys: list[str], *,
     changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in columns
                        if c not in keys and not c.startswith("_"))  # audit columns alone are no change
     values = {f"`{c}`": f"s.`{c}`" for c in columns}
+    update = f"NOT s._delete AND ({changed})" if changed else "NOT s._delete"
+    if newer:
+        update += f" AND coalesce(s.`{newer}` >= t.`{newer}`, true)"
     m = (DeltaTable.forPath(spark, path(cfg, name)).alias("t")
          .merge(flagged.alias("s"), on)
          .whenMatchedDelete(condition="s._delete")
-         .whenMatchedUpdate(condition=f"NOT s._delete AND ({changed})" if changed else "NOT s._delete",
-                            set=values)
+         .whenMatchedUpdate(condition=update, set=values)
          .whenNotMatchedInsert(condition="NOT s._delete", values=values))
-    if delete_missing:
-        m = m.whenNotMatchedBySourceDelete()
     # execute() returns the counts of this MERGE; a MERGE that changes nothing makes no commit,
     # so the table's last commit may belong to an earlier run.
     done = m.execute().collect()[0]
@@ -135,6 +135,18 @@ def close_and_append_versions(spark, cfg: Config, name: str, versions, keys: lis
      .execute())
 
 
+def close_versions(spark, cfg: Config, name: str, gone, keys: list[str], at) -> int:
+    """Type 2 history: close the current version of every key in `gone` at `at` (the key was
+    deleted in the source); returns how many were closed."""
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys) + " AND t.is_current"
+    done = (DeltaTable.forPath(spark, path(cfg, name)).alias("t")
+            .merge(gone.select(*keys).distinct().alias("s"), on)
+            .whenMatchedUpdate(set={"valid_to": F.lit(at).cast("timestamp"),
+                                    "is_current": F.lit(False)})
+            .execute().collect()[0])
+    return int(done["num_updated_rows"])
+
+
 def ensure_checks(spark, cfg: Config, name: str, checks: dict[str, str]) -> list[str]:
     """Add the CHECK constraints that `name` lacks (Delta then rejects any commit that breaks
     one); returns the names added. Existing ones are left as they are."""
@@ -147,3 +159,8 @@ def ensure_checks(spark, cfg: Config, name: str, checks: dict[str, str]) -> list
             spark.sql(f"ALTER TABLE {where} ADD CONSTRAINT {cname} CHECK ({sql})")
             added.append(cname)
     return added
+
+
+def append(df, cfg: Config, name: str, partition_by: str) -> None:
+    """A plain append to an existing partitioned table (one commit)."""
+    df.write.format("delta").mode("append").partitionBy(partition_by).save(path(cfg, name))

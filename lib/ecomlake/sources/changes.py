@@ -15,8 +15,10 @@ deterministic when batches are applied in order):
   bad records  `bad_fraction` of the new sales lines, each breaking exactly one rule of
                conf/tables.yaml (NULL product_id / customer_id, negative quantity, price <= 0,
                year 1900 / 2100), and the same fraction of the catalog writes: documents whose
-               price is a word ("twelve"), and duplicates (a product_id inserted again under
-               another _id)
+               price is a word ("twelve"), duplicates (a product_id inserted again under
+               another _id), and copies of a product with one field of the wrong BSON type
+               (a text screen size, an array type, a text product_id, a nested document for
+               a model or brand, a text updated_at, an integer _id, ...: CATALOG_RULES)
 
 Every record touched is listed in `change_manifest` (kind insert / update / delete / bad, and
 for bad ones the rule), and the batch in `applied_batches`, in the same MySQL transaction as the
@@ -45,11 +47,18 @@ MAX_BAD_FRACTION = 0.5
 MAX_BATCH = 10_000      # day 10,000 of the batches is in 2049, well before the 2100 rule
 SALES_RULES = ("product_id_not_null", "customer_id_not_null", "quantity_positive",
                "price_positive", "timestamp_plausible")
-CATALOG_RULES = ("price_is_number", "duplicate_document")
+# The bad catalog documents of a batch take the next kinds of this list, where the previous
+# batch's left off (batch K's i-th bad document: kind (K - 1) * bad_docs + i). Each breaks the
+# rule it is named by: a word for a price, another product's duplicate, or a value of the wrong
+# BSON type (silver types fields from their BSON types: conf/tables.yaml, `<field>_is_<kind>`).
+CATALOG_RULES = ("screen_size_is_number", "type_is_text", "price_is_number", "duplicate_document",
+                 "product_id_is_integer", "model_is_text", "category_is_text", "brand_is_text",
+                 "updated_at_is_timestamp", "attributes_is_document", "id_is_object_id_or_string")
 # The field that new products of batch K introduce (later new products carry the earlier ones).
 NEW_FIELDS = ("energy_label", "warranty_years", "eco_score", "country_of_origin",
               "release_year", "recycled_content_pct")
 PRICE_WORDS = ("twelve", "ninety-nine", "TBD", "n/a", "call us", "free")
+SCREEN_WORDS = ("fifteen", "15.6", '15.6"', "N/A")     # text where a number belongs
 # Re-categorisations that happen in real catalogs; other types move to the next category.
 ALT_CATEGORY = {"smart watch": "Sports", "headphones": "Sports", "video game": "Toys",
                 "puzzle": "Books", "textbook": "Software", "camera": "Sports",
@@ -85,6 +94,33 @@ def _field_value(name: str, r) -> object:
     if name == "recycled_content_pct":
         return r.randint(0, 80)
     return f"v{name.rsplit('_', 1)[-1]}"
+
+
+def _mistyped(doc: dict, rule: str, r, int_id: int) -> dict:
+    """`doc` with the field of `rule` given a value of a BSON type that rule refuses (a
+    duplicate_document is returned as it is)."""
+    doc = dict(doc)
+    if rule == "screen_size_is_number":
+        doc["screen size"] = r.choice(SCREEN_WORDS)
+    elif rule == "type_is_text":
+        doc["type"] = [doc["type"], "accessory"]                        # an array
+    elif rule == "product_id_is_integer":
+        doc["product_id"] = str(doc["product_id"])
+    elif rule == "model_is_text":
+        doc["model"] = {"name": doc["model"], "year": 2022}            # a nested document
+    elif rule == "category_is_text":
+        doc["category"] = [doc["category"]]
+    elif rule == "brand_is_text":
+        doc["brand"] = {"name": doc["brand"]}
+    elif rule == "updated_at_is_timestamp":
+        doc["updated_at"] = doc["updated_at"].strftime("%Y-%m-%dT%H:%M:%SZ")   # text, not a date
+    elif rule == "attributes_is_document":
+        doc["attributes"] = "see the manufacturer's website"
+    elif rule == "id_is_object_id_or_string":
+        doc["_id"] = int_id                                              # an integer _id
+    elif rule != "duplicate_document":
+        raise ValueError(f"no bad catalog document for rule {rule!r}")
+    return doc
 
 
 def check_args(batch: int, bad_fraction: float) -> None:
@@ -281,12 +317,16 @@ class Batch:
         writes = n_price + n_cat + self.size["new_products"]
         bad_docs = max(1, n_bad(self.bad_fraction, writes)) if self.bad_fraction > 0 else 0
         for i in range(bad_docs):
-            rule = CATALOG_RULES[(self.batch - 1 + i) % len(CATALOG_RULES)]
-            if rule == "duplicate_document" and untouched:
+            rule = CATALOG_RULES[((self.batch - 1) * bad_docs + i) % len(CATALOG_RULES)]
+            if rule != "price_is_number" and untouched:
+                # a second document for an existing product (left alone by later batches, so
+                # the original stays its first version): a duplicate, or a copy with one field
+                # of the wrong type (only a text product_id adds a product id to the catalog)
                 pid = untouched.pop(0)
-                doc = dict(clean[pid])
-                doc["_id"] = gen.object_id(self.state.seed, pid, when, salt=f"dup{self.batch}")
-                doc["updated_at"] = when
+                salt = "dup" if rule == "duplicate_document" else rule
+                doc = {**clean[pid], "updated_at": when, "_id": gen.object_id(
+                    self.state.seed, pid, when, salt=f"{salt}{self.batch}")}
+                doc = _mistyped(doc, rule, pr, 10**9 + self.batch * 1000 + i)
                 self.mongo_inserts.append(doc)
                 self.record("mongo", gen.COLLECTION, doc["_id"], "bad", rule,
                             detail=f"product_id:{pid}")
