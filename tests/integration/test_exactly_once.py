@@ -221,6 +221,8 @@ def test_a_bad_update_keeps_the_last_good_version_and_a_deletion_closes_history(
     run(spark, cfg, 1)
     good_sale = silver_sales(spark, cfg)[5]
     source_sql(course, "UPDATE sales_data SET price = -1 WHERE id = 5")
+    # ... among good changes: a batch with more than max_bad_fraction bad rows stops instead
+    source_sql(course, "UPDATE sales_data SET price = price + 1 WHERE id BETWEEN 6 AND 45")
     with mongo.client(course) as c:
         coll = c[course.mongo.database]["electronics"]
         first, second = coll.find().sort("_id", 1).limit(2)
