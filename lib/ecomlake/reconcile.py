@@ -181,7 +181,10 @@ def reconcile(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
                  r.source_keys, r.silver_keys, r.quarantine_only, r.batch_keys, r.missing,
                  r.recovered, r.vanished, r.deleted, from_silver,
                  "" if spec.detect_deletes else " NOT applied: detect_deletes is off")
-        return r, (gone if spec.detect_deletes else None)   # cached: the caller unpersists
+        if not spec.detect_deletes:
+            gone.unpersist()
+            return r, None
+        return r, gone   # cached: the caller unpersists it once the deletions are recorded
     finally:
         for df in cached:
             df.unpersist()
