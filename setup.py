@@ -42,5 +42,5 @@ setup(
         # `make notebook`: the same, plus Jupyter Lab to open and edit them.
         "notebook": [*NOTEBOOK_RUN, "jupyterlab==4.6.6"],
     },
-    entry_points={"console_scripts": ["ecomlake=ecomlake.cli:main"]},
+    entry_points={"console_scripts": ["ecomlake=ecomlake.ops.cli:main"]},
 )

@@ -20,7 +20,7 @@ import time
 
 from ecomlake import bronze, pipeline
 from ecomlake.config import load_config, load_tables
-from ecomlake.sources import changes, generator
+from ecomlake.ops.sources import changes, generator
 from ecomlake.spark import session
 
 

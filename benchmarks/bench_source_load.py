@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ecomlake.config import load_config
 from ecomlake.io import mysql
-from ecomlake.sources import capstone, generator
+from ecomlake.ops.sources import capstone, generator
 
 COLUMNS = "id, product_id, customer_id, price, quantity, `timestamp`"
 

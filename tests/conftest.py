@@ -107,7 +107,7 @@ class CourseLake:
     def build(self):
         """Load the course data into the sources and run the pipeline for COURSE_RUN_DATE, as
         `make demo` does (every stage, both warehouses)."""
-        from ecomlake.sources import capstone
+        from ecomlake.ops.sources import capstone
 
         capstone.load(self.cfg)
         self.sources = sources_stamp(self.cfg)

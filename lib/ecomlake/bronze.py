@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from ecomlake.config import Config, TableSpec
 from ecomlake import reconcile
 from ecomlake.io import delta, mongo, mysql
-from ecomlake.sources import schemas
+from ecomlake import schemas
 
 log = logging.getLogger(__name__)
 

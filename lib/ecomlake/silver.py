@@ -20,7 +20,7 @@ from ecomlake.config import Config, TableSpec
 from ecomlake.errors import DataQualityError
 from ecomlake.io import delta
 from ecomlake.quality import FAILED_RULES, split_valid, with_failed_rules
-from ecomlake.sources import schemas
+from ecomlake import schemas
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@
 #   SUPERSET_PYTHON=python3.11 ...       the interpreter to build the virtualenv from
 #
 # Superset lives apart from the project's .venv on purpose: it pins its own pandas, Flask,
-# SQLAlchemy 1.4 and pyarrow. `ecomlake bi up` (lib/ecomlake/bi.py) starts it from here.
+# SQLAlchemy 1.4 and pyarrow. `ecomlake bi up` (lib/ecomlake/ops/bi.py) starts it from here.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

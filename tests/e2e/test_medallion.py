@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from ecomlake import pipeline
 from ecomlake.config import load_config
 from ecomlake.io import delta, mongo, mysql
-from ecomlake.sources import capstone, changes, generator
+from ecomlake.ops.sources import capstone, changes, generator
 
 SCALE, SEED, BATCHES, BAD = 0.01, 7, 3, 0.04
 STAGES = ["bronze", "silver", "gold"]

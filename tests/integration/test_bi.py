@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from ecomlake import bi
+from ecomlake.ops import bi
 from ecomlake.config import PROJECT_ROOT, load_config
 from ecomlake.gold import GOLD_TABLES
 from ecomlake.io import delta

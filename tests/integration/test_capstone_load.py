@@ -4,7 +4,7 @@ import json
 from decimal import Decimal
 
 from ecomlake.io import mongo, mysql
-from ecomlake.sources import capstone
+from ecomlake.ops.sources import capstone
 
 from tests.conftest import CAPSTONE
 

@@ -17,7 +17,7 @@ from pyspark.sql import types as T
 from ecomlake import pipeline
 from ecomlake.config import load_config
 from ecomlake.io import delta, mongo
-from ecomlake.sources import capstone, changes, generator
+from ecomlake.ops.sources import capstone, changes, generator
 
 RUN_DATE = dt.date(2026, 12, 2)
 WHEN = dt.datetime(2022, 3, 4, 5, 6, 7, 123000)

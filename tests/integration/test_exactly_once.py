@@ -20,7 +20,7 @@ from ecomlake import pipeline, runner
 from ecomlake.config import load_config
 from ecomlake.errors import MassDeleteError
 from ecomlake.io import delta, mongo, mysql
-from ecomlake.sources import capstone
+from ecomlake.ops.sources import capstone
 
 D1 = dt.date(2026, 3, 1)
 BRONZE_SILVER = ["bronze", "silver"]

@@ -15,8 +15,8 @@ from decimal import Decimal
 import pytest
 
 from ecomlake.io import mongo, mysql
-from ecomlake.sources import capstone, changes, generator, weblogs
-from ecomlake.sources.cli_commands import add_commands
+from ecomlake.ops.sources import capstone, changes, generator, weblogs
+from ecomlake.ops.sources.cli_commands import add_commands
 
 from tests.conftest import CAPSTONE
 

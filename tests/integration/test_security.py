@@ -19,7 +19,7 @@ import mysql.connector
 import pytest
 from mysql.connector import errorcode
 
-from ecomlake import stack
+from ecomlake.ops import stack
 from ecomlake.config import (PROJECT_ROOT, SECRETS_FILE_VAR, STACK_ENV_FILE, ConfigError,
                              load_config, load_tables, read_env_file)
 from ecomlake.io import mysql as my
@@ -205,7 +205,7 @@ def watched_run(cfg, tmp_path_factory):
     """One `./spark-submit.sh pipeline` on the course data into a throwaway lake, with the Spark
     event log on, watched by `ps` while it runs. The passwords reach it through the environment,
     as Airflow and CI give them."""
-    from ecomlake.sources import capstone
+    from ecomlake.ops.sources import capstone
 
     capstone.load(cfg)
     root = tmp_path_factory.mktemp("security-run")

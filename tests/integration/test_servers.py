@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from ecomlake import stack
+from ecomlake.ops import stack
 from ecomlake.config import load_config
 from ecomlake.errors import LoginRefused, ServiceUnavailable
 from ecomlake.io import mongo, mysql

@@ -100,7 +100,7 @@ def test_weblog_course_log_on_three_run_dates_counts_each_line_once(spark, lake)
 
 
 def test_weblog_malformed_lines_succeed_with_every_line_accounted_for(spark, lake, tmp_path):
-    from ecomlake.sources import weblogs
+    from ecomlake.ops.sources import weblogs
 
     folder = tmp_path / "logs"
     log_file = weblogs.generate_logs(folder, "2026-11-25", 300, seed=5, broken_share=0.1,
@@ -129,7 +129,7 @@ def test_weblog_malformed_lines_succeed_with_every_line_accounted_for(spark, lak
 
 
 def test_weblog_grown_file_is_read_from_where_it_was_left(spark, lake, tmp_path):
-    from ecomlake.sources import weblogs
+    from ecomlake.ops.sources import weblogs
 
     full = weblogs.generate_logs(tmp_path / "gen", "2026-11-25", 400, seed=7, broken_share=0.05,
                                  kinds=weblogs.ALL_KINDS).read_bytes()
@@ -164,7 +164,7 @@ def test_weblog_grown_file_is_read_from_where_it_was_left(spark, lake, tmp_path)
 
 
 def test_weblog_retried_run_dates_change_nothing(spark, lake, tmp_path):
-    from ecomlake.sources import weblogs
+    from ecomlake.ops.sources import weblogs
 
     full = weblogs.generate_logs(tmp_path / "gen", "2026-11-25", 200, seed=9, broken_share=0.05,
                                  kinds=weblogs.ALL_KINDS).read_bytes()

@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
-from ecomlake import hadoop
+from ecomlake.ops import hadoop
 from ecomlake.config import PROJECT_ROOT, load_config
 from ecomlake.io import delta, mysql
-from ecomlake.sources import capstone
+from ecomlake.ops.sources import capstone
 
 from tests.conftest import COURSE_RUN_DATE as RUN_DATE, overrides_env
 

@@ -38,7 +38,7 @@ import numpy as np
 from ecomlake.config import Config
 from ecomlake.errors import EcomlakeError
 from ecomlake.io import mongo, mysql
-from ecomlake.sources import generator as gen
+from ecomlake.ops.sources import generator as gen
 
 log = logging.getLogger(__name__)
 

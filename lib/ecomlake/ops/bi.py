@@ -51,7 +51,7 @@ from pathlib import Path
 import yaml
 
 from ecomlake.config import PROJECT_ROOT, Config
-from ecomlake.stack import _alive, ensure_secrets
+from ecomlake.ops.stack import _alive, ensure_secrets
 
 log = logging.getLogger(__name__)
 

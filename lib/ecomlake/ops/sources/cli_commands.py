@@ -1,6 +1,6 @@
 """The source-data commands of `ecomlake`: generate, changes, generate-logs.
 
-`add_commands(subparsers)` registers them on the `ecomlake` parser (lib/ecomlake/cli.py); each
+`add_commands(subparsers)` registers them on the `ecomlake` parser (lib/ecomlake/ops/cli.py); each
 sets `func(args, cfg) -> exit code`, prints what it wrote, and rejects bad arguments at parse
 time with the argument's name.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ecomlake.sources import changes, generator, weblogs
+from ecomlake.ops.sources import changes, generator, weblogs
 
 
 def _number(kind, lo, hi):

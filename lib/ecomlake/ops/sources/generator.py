@@ -39,7 +39,7 @@ from bson import ObjectId
 
 from ecomlake.config import Config
 from ecomlake.io import mongo, mysql
-from ecomlake.sources.capstone import CAPSTONE_DIR, apply_mysql_schema
+from ecomlake.ops.sources.capstone import CAPSTONE_DIR, apply_mysql_schema
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import logging
 import sys
 import time
 
-from ecomlake import bi, hadoop, stack
+from ecomlake.ops import bi, hadoop, stack
 from ecomlake.config import load_config
 from ecomlake.errors import EcomlakeError
 
@@ -31,7 +31,7 @@ def cmd_stack(args, cfg) -> int:
 
 
 def cmd_load_capstone(args, cfg) -> int:
-    from ecomlake.sources import capstone
+    from ecomlake.ops.sources import capstone
 
     for where, n in capstone.load(cfg, args.dir).items():
         print(f"{n:>8} rows  {where}")
@@ -54,14 +54,14 @@ def parser() -> argparse.ArgumentParser:
     hadoop.add_cli(sub)
     bi.add_cli(sub)
 
-    from ecomlake.sources.capstone import CAPSTONE_DIR
+    from ecomlake.ops.sources.capstone import CAPSTONE_DIR
     c = sub.add_parser("load-capstone",
                        help="load the course data into MySQL sales_data and MongoDB electronics")
     c.add_argument("--dir", type=__import__("pathlib").Path, default=CAPSTONE_DIR,
                    help=f"folder of the course files (default {CAPSTONE_DIR})")
     c.set_defaults(func=cmd_load_capstone)
 
-    from ecomlake.sources.cli_commands import add_commands
+    from ecomlake.ops.sources.cli_commands import add_commands
     add_commands(sub)      # generate, changes, generate-logs
     return p
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecomlake.sources.generator import check_seed
+from ecomlake.ops.sources.generator import check_seed
 
 DROPPED_IP = "198.46.149.143"
 DROPPED_SHARE = 0.01       # of the lines: the course file has 82 in 10,000
