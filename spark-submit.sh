@@ -62,16 +62,7 @@ export ECOMLAKE_ENV="$ENV_NAME" ECOMLAKE_HOME="$ROOT"
 mkdir -p "$ROOT/.local/dist"
 find "$ROOT/.local/dist" -name 'ecomlake-*.zip' -mmin +2880 -delete 2>/dev/null || true
 ZIP="$ROOT/.local/dist/ecomlake-$(date -u +%Y%m%dT%H%M%S)-$$.zip"
-(cd "$ROOT/lib" && "$PY" - "$ZIP" <<'PYEOF'
-import os, sys, zipfile, pathlib
-tmp = f"{sys.argv[1]}.{os.getpid()}.tmp"
-with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-    for p in sorted(pathlib.Path("ecomlake").rglob("*")):
-        if p.is_file() and "__pycache__" not in p.parts:
-            z.write(p)
-os.replace(tmp, sys.argv[1])
-PYEOF
-)
+"$PY" -m ecomlake.ops.pyzip "$ZIP" >/dev/null   # the runtime package only (no ecomlake.ops)
 
 # Passwords: from the environment or the mode-600 file $ECOMLAKE_SECRETS_FILE (default
 # .local/stack.env). On YARN that file travels with --files into the application's own

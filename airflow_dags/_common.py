@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import zipfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -148,14 +147,7 @@ def submit_kwargs(job: str, *args: str, secrets: tuple[str, ...] = ()) -> dict:
 
 
 def build_lib_zip(target: Path = LIB_ZIP) -> str:
-    """Zip lib/ecomlake for --py-files, as spark-submit.sh does, and swap it in atomically so
-    a spark-submit that is reading the old zip never sees half a new one."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    lib = PROJECT_ROOT / "lib"
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        for p in sorted((lib / "ecomlake").rglob("*")):
-            if p.is_file() and "__pycache__" not in p.parts:
-                z.write(p, p.relative_to(lib))
-    os.replace(tmp, target)
-    return str(target)
+    """The runtime package as spark-submit.sh zips it (one builder: ecomlake.ops.pyzip)."""
+    from ecomlake.ops import pyzip
+
+    return pyzip.build(target)

@@ -228,4 +228,5 @@ def test_package_lib_builds_the_zip_spark_submit_sh_builds(tmp_path):
     names = zipfile.ZipFile(path).namelist()
     assert "ecomlake/__init__.py" in names and "ecomlake/runner.py" in names
     assert not any("__pycache__" in n for n in names)
+    assert not any(n.startswith("ecomlake/ops/") for n in names)   # tooling stays off the cluster
     assert list(tmp_path.iterdir()) == [path]           # no temporary file left behind
