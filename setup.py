@@ -21,6 +21,13 @@ INSTALL_REQUIRES = [
     "mysql-connector-python>=9",
     "psycopg2-binary>=2.9",
     "ibm-db>=3.2",
+    # ecomlake.ops.bi (`ecomlake bi ...`, tests/integration/test_bi.py): Superset's REST API
+    # over requests (Rison query strings by prison), and the browser check through Selenium
+    # driving Debian's chromium + chromium-driver (apt, stack/superset/install.sh; Selenium
+    # is given both paths, so it downloads nothing).
+    "requests>=2.32,<3",
+    "prison==0.2.1",
+    "selenium==4.51.0",
 ]
 
 # What executing notebooks/ needs: a kernel, the notebook format and its runner, the plots.

@@ -5,12 +5,13 @@
 - every chart's saved query (/api/v1/chart/<id>/data/) returns the numbers computed here,
   independently, from the gold Delta tables of the same pipeline run (FactSales and its
   dimensions, not the marts Superset reads);
-- headless Chromium (Debian's) logs in, opens each dashboard, and every chart renders with no
-  error; the data each chart received in the browser matches gold too, with and without the
+- headless chromium (Debian's chromium + chromium-driver, driven by Selenium) logs in, opens
+  each dashboard, and every chart renders with no error and no warning icon (such as Superset's
+  "row limit reached"); the data each chart received in the browser matches gold too, with and without the
   dashboards' native filters (year, country) applied. The screenshots are kept as test
   artifacts in .local/artifacts/bi/ (look at them).
 
-Needs stack/superset/install.sh (Superset's virtualenv and chromium; CI runs it) and
+Needs stack/superset/install.sh (Superset's virtualenv, chromium and chromium-driver; CI runs it) and
 `ecomlake stack up`. It does not skip without Superset. Superset is left running if it was
 running before the module, and stopped otherwise.
 """
@@ -222,6 +223,8 @@ def test_browser_renders_every_chart_without_error(rendered, spec):
         assert len(r["charts"]) == n, r["charts"]
         errors = [(c["title"], c["text"]) for c in r["charts"] if c["error"]]
         assert not errors, f"{r['dashboard']}: charts showing an error: {errors}"
+        warnings = [(c["title"], c["text"]) for c in r["charts"] if c["warning"]]
+        assert not warnings, f"{r['dashboard']}: charts showing a warning: {warnings}"
         assert all(c["drawn"] or c["empty"] for c in r["charts"]), r["charts"]
         png = Path(r["screenshot"])
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
@@ -243,7 +246,7 @@ def test_native_filters_reach_the_charts_in_their_scope(superset, client, charts
     rendered = bi.screenshots(superset, ARTIFACTS, client=client, filters={
         "course_sales": {"year": [year]}, "operations": {"year": [year], "country": [country]}})
     for r in rendered:
-        assert not [c for c in r["charts"] if c["error"]], r["charts"]
+        assert not [c for c in r["charts"] if c["error"] or c["warning"]], r["charts"]
     received = {cid: d for r in rendered for cid, d in r["data"].items()}
     applied = {key: {(f["col"], tuple(f["val"])) for f in received[cid]["filters"]
                      if f["op"] == "IN"} for key, cid in charts.items()}
