@@ -1,10 +1,12 @@
-"""Each real server of the local stack, through the project's own I/O modules; and how a server
-that is down or a wrong password is reported."""
+"""Each real server of the local stack, through the project's own I/O modules; how a server
+that is down or a wrong password is reported; and the one process supervisor they all use."""
+import pwd
 import time
 
 import pytest
 
 from ecomlake.ops import stack
+from ecomlake.ops.supervise import Supervised, alive
 from ecomlake.config import load_config
 from ecomlake.errors import LoginRefused, ServiceUnavailable
 from ecomlake.io import mongo, mysql
@@ -20,6 +22,29 @@ def test_stack_status_every_server_answers(cfg):
 
 def test_stack_up_twice_is_harmless(cfg):
     assert all(what == "already running" for _, what in stack.up(cfg))
+
+
+def test_supervised_runs_as_its_user_and_stops_with_term_then_kill(tmp_path):
+    """The supervisor every server starts under: the user is switched in the child (the pid is
+    the process's own), a process that ignores SIGTERM is killed after the timeout, and one
+    that dies while starting fails the wait with its log."""
+    proc = Supervised("deaf", tmp_path / "run" / "deaf.pid", tmp_path / "log" / "deaf.log",
+                      user="nobody")
+    pid = proc.spawn(["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done"])
+    proc.wait(lambda: "ready" in proc.tail(), timeout=10)
+    assert proc.pid() == pid
+    uid = str(pwd.getpwnam("nobody").pw_uid)
+    status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status") if ":" in line)
+    assert status["Uid"].split() == [uid] * 4
+    t0 = time.monotonic()
+    assert proc.stop(timeout=1) is True
+    assert 1 <= time.monotonic() - t0 < 10 and not alive(pid)
+    assert proc.pid() is None and proc.stop() is False
+
+    dies = Supervised("dies", tmp_path / "run" / "dies.pid", tmp_path / "log" / "dies.log")
+    dies.spawn(["sh", "-c", "echo cannot bind; exit 3"])
+    with pytest.raises(RuntimeError, match="dies exited while starting(.|\\n)*cannot bind"):
+        dies.wait(lambda: False, timeout=10)
 
 
 def test_mysql_answers_sql(cfg):

@@ -19,26 +19,21 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ecomlake.config import PROJECT_ROOT, STACK_ENV_FILE, Config, read_env_file
+from ecomlake.ops.supervise import Supervised, alive, port_open
+
+# `ecomlake.ops.bi` imports `_alive` from here until it moves onto ecomlake.ops.supervise;
+# `port_open` stays importable from here too.
+_alive = alive
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60
-
-
-def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def run(cmd: list[str], *, input: str | None = None, user: str | None = None,
@@ -166,6 +161,11 @@ class Server:
     def pid_file(self) -> Path:
         return self.home / "run" / f"{self.name}.pid"
 
+    @property
+    def process(self) -> Supervised:
+        """The server's process: pid file, log and OS user (ecomlake.ops.supervise)."""
+        return Supervised(self.name, self.pid_file, self.log_file, self.OS_USER)
+
     def answers(self) -> bool:
         return port_open(self.host, self.port)
 
@@ -176,15 +176,8 @@ class Server:
     def provision(self, secrets_: dict[str, str]) -> None: ...
 
     def stop(self) -> None:
-        if not self.pid_file.exists():
-            return
-        pid = int(self.pid_file.read_text().split()[0])
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        self._wait(lambda: not _alive(pid), "stop")
-        self.pid_file.unlink(missing_ok=True)
+        """SIGTERM, then SIGKILL if the server is still there after START_TIMEOUT_S."""
+        self.process.stop(START_TIMEOUT_S)
 
     # -- shared helpers --------------------------------------------------------------------
     def up(self, secrets_: dict[str, str]) -> str:
@@ -197,7 +190,8 @@ class Server:
             self.prepare()
             self.init()
             self.start()
-            self._wait(self.answers, "start")
+            self.process.wait(self.answers, timeout=START_TIMEOUT_S,
+                              where=f"address {self.address}")
             started = f"started in {time.monotonic() - t0:.1f}s"
         self.provision(secrets_)
         return started
@@ -210,36 +204,9 @@ class Server:
         shutil.chown(self.log_file, self.OS_USER, self.OS_USER)
 
     def spawn(self, cmd: list[str], *, cwd: Path | None = None) -> None:
-        """Start a long-running server process as its OS user, detached from us; remember its
-        pid (the server's own: the user is switched in the child, no runuser in between)."""
-        with open(self.log_file, "ab") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
-                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                    user=self.OS_USER, group=self.OS_USER, extra_groups=[],
-                                    env={**os.environ, "HOME": str(self.data_dir)})
-        self.pid_file.write_text(str(proc.pid))
-
-    def _wait(self, ready, what: str) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if ready():
-                return
-            time.sleep(0.3)
-        tail = self.log_file.read_text(errors="replace")[-1500:] if self.log_file.exists() else ""
-        raise RuntimeError(f"{self.name} did not {what} within {START_TIMEOUT_S}s "
-                           f"(address {self.address}, log {self.log_file}):\n{tail}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped) still answers kill(0); look at its state.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
+        """Start a long-running server process as its OS user, detached from us (see
+        ecomlake.ops.supervise: the pid recorded is the server's own)."""
+        self.process.spawn(cmd, cwd=cwd, env={**os.environ, "HOME": str(self.data_dir)})
 
 
 class MariaDB(Server):

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import pwd
 import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,9 @@ class Supervised:
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         as_user = {}
-        if self.user is not None:
-            as_user = {"user": self.user, "group": self.user, "extra_groups": []}
+        if self.user is not None:     # its own primary group, and no other group
+            as_user = {"user": self.user, "group": pwd.getpwnam(self.user).pw_gid,
+                       "extra_groups": []}
         with open(self.log_file, "ab") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
                                     stdin=subprocess.DEVNULL, start_new_session=True,
@@ -79,37 +81,72 @@ class Supervised:
              where: str = "") -> None:
         """Poll `ready` until it is true; past the deadline (or if the process died while
         starting), raise with the log's tail, which is where the reason is."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if ready():
-                return
-            if what == "start" and self.pid_file.exists() and self.pid() is None:
-                raise RuntimeError(f"{self.name} exited while starting{where and f' ({where})'}; "
-                                   f"log {self.log_file}:\n{self.tail()}")
-            time.sleep(0.3)
-        raise RuntimeError(f"{self.name} did not {what} within {timeout:.0f}s"
-                           f"{where and f' ({where})'}; log {self.log_file}:\n{self.tail()}")
+        wait_all([self], ready, timeout=timeout, what=what, where=where)
 
     def stop(self, timeout: float = 30.0) -> bool:
         """SIGTERM, then SIGKILL after `timeout` seconds. True if a process was running."""
-        pid = self.pid()
-        self.pid_file.unlink(missing_ok=True)
-        if pid is None:
-            return False
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return True
-        deadline = time.monotonic() + timeout
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if alive(pid):
-            log.warning("%s (pid %d) ignored SIGTERM for %.0fs: killing it", self.name, pid, timeout)
-            os.kill(pid, signal.SIGKILL)
-        return True
+        return stop_all([self], timeout)[0]
 
     def tail(self, chars: int = 1500) -> str:
         try:
             return self.log_file.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
+
+
+def wait_all(procs: Iterable[Supervised], ready: Callable[[], bool], *, timeout: float,
+             what: str = "start", where: str = "") -> None:
+    """Poll `ready` (e.g. a cluster's health, which several processes make together) until it
+    is true. While starting, a process of `procs` that has a pid file but no longer runs fails
+    the wait at once; past the deadline it fails too. Either way the error carries the log's
+    tail (of the process that died, or of the first one)."""
+    procs = list(procs)
+    deadline = time.monotonic() + timeout
+    where = where and f" ({where})"
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if what == "start":
+            for p in procs:
+                if p.pid_file.exists() and p.pid() is None:
+                    raise RuntimeError(f"{p.name} exited while starting{where}; "
+                                       f"log {p.log_file}:\n{p.tail()}")
+        time.sleep(0.3)
+    names = " + ".join(p.name for p in procs)
+    first = procs[0]
+    raise RuntimeError(f"{names} did not {what} within {timeout:.0f}s{where}; "
+                       f"log {first.log_file}:\n{first.tail()}")
+
+
+def stop_all(procs: Iterable[Supervised], timeout: float = 30.0) -> list[bool]:
+    """SIGTERM every running process of `procs` at once, wait for them together, SIGKILL what
+    is left after `timeout` seconds. For each, in order: whether a process was running."""
+    procs = list(procs)
+    pids: dict[int, Supervised] = {}
+    was = []
+    for p in procs:
+        pid = p.pid()
+        p.pid_file.unlink(missing_ok=True)
+        was.append(pid is not None)
+        if pid is None:
+            continue
+        try:
+            os.kill(pid, signal.SIGTERM)
+            pids[pid] = p
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid, p in pids.items():
+        if alive(pid):
+            log.warning("%s (pid %d) ignored SIGTERM for %.0fs: killing it", p.name, pid, timeout)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    # SIGKILL is not instant either: return once the processes are gone (their ports free).
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return was
