@@ -1,4 +1,4 @@
-"""Superset's configuration for ecomlake (SUPERSET_CONFIG_PATH points here; lib/ecomlake/ops/bi.py
+"""Superset's configuration for ecomlake (SUPERSET_CONFIG_PATH points here; lib/ecomlake/ops/bi/server.py
 sets it). Loopback only, a SQLite metadata database of its own under .local/superset/, and
 no secret in this file: the SECRET_KEY comes from the environment, which `ecomlake bi up`
 fills from .local/stack.env (generated once, never printed)."""

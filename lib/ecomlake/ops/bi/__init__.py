@@ -28,7 +28,6 @@ Selenium checks and screenshots) and `cli` (`ecomlake bi ...`).
 """
 from ecomlake.ops.bi.assets import (ASSETS_DIR, build_bundle, chart_params, chart_query,
                                     load_assets)
-from ecomlake.ops.bi.browser import filter_url_param, screenshots
 from ecomlake.ops.bi.cli import add_cli, cmd_bi
 from ecomlake.ops.bi.client import ApiError, Client
 from ecomlake.ops.bi.provision import counts, dashboards, provision, up
@@ -39,3 +38,11 @@ __all__ = ["ADMIN", "ASSETS_DIR", "ApiError", "Client", "PASSWORD_VAR", "add_cli
            "build_bundle", "chart_params", "chart_query", "cmd_bi", "counts", "credentials",
            "dashboards", "filter_url_param", "healthy", "load_assets", "paths", "provision",
            "screenshots", "start", "stop", "up"]
+
+
+def __getattr__(name: str):
+    """`screenshots` and `filter_url_param` load Selenium (about a second): only when used."""
+    if name in ("screenshots", "filter_url_param"):
+        from ecomlake.ops.bi import browser
+        return getattr(browser, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,6 @@ from pathlib import Path
 from ecomlake.config import Config
 from ecomlake.ops import bi
 from ecomlake.ops.bi.assets import load_assets
-from ecomlake.ops.bi.browser import screenshots
 from ecomlake.ops.bi.client import Client
 from ecomlake.ops.bi.provision import counts, provision, up
 from ecomlake.ops.bi.server import ADMIN, PASSWORD_VAR, base_url, healthy, stop
@@ -39,6 +38,7 @@ def cmd_bi(args, cfg: Config) -> int:
         print(f"superset  {base_url()}  answers; {n['database']} database(s), "
               f"{n['dataset']} datasets, {n['chart']} charts, {n['dashboard']} dashboards")
     elif args.action == "screenshots":
+        from ecomlake.ops.bi.browser import screenshots   # Selenium: only here
         bad = 0
         for r in screenshots(cfg, args.out):
             errors = [c["title"] for c in r["charts"] if c["error"]]
