@@ -163,6 +163,15 @@ def _settled(driver, timeout: float, what: str) -> None:
     _wait(driver, timeout, what, same)
 
 
+def _set_viewport(driver, width: int, height: int) -> None:
+    """Size the window so that the page's viewport (what a screenshot holds) is width x height:
+    the window's own frame, even headless, takes some of the window's size."""
+    inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+    outer = driver.get_window_size()
+    driver.set_window_size(width + outer["width"] - inner[0],
+                           height + outer["height"] - inner[1])
+
+
 def filter_url_param(dashboard_key: str, values: dict[str, list]) -> str:
     """The `native_filters` URL parameter (Rison) that opens a dashboard with its native
     filters on `values` ({column: [values]}), as if chosen in the filter bar."""
@@ -243,11 +252,11 @@ def screenshots(cfg: Config, out_dir: Path | None = None, *, timeout: float = 12
             _settled(driver, 30, f"the charts of `{board['title']}` to finish drawing")
             states = driver.execute_script(CHART_STATES_JS)
             height = int(max([s["bottom"] for s in states] + [800])) + 40
-            driver.set_window_size(WIDTH, height)
+            _set_viewport(driver, WIDTH, height)
             _settled(driver, 30, f"`{board['title']}` to lay out at {WIDTH}x{height}")
             png = out_dir / f"{board['slug']}{'-filtered' if query else ''}.png"
             driver.save_screenshot(str(png))
-            driver.set_window_size(WIDTH, HEIGHT)
+            _set_viewport(driver, WIDTH, HEIGHT)
             results.append({"dashboard": board["title"], "slug": board["slug"],
                             "screenshot": str(png), "charts": states,
                             "seconds": round(time.monotonic() - t0, 1),
