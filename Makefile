@@ -79,7 +79,7 @@ test: stack-up airflow superset
 	exit $$rc
 
 # Apache Superset in its own virtualenv (pins in stack/superset/requirements.txt), plus Debian's
-# chromium for the dashboard tests. Idempotent.
+# chromium and chromium-driver (Selenium's WebDriver) for the dashboard tests. Idempotent.
 superset:
 	stack/superset/install.sh
 
