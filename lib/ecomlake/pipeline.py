@@ -13,7 +13,7 @@ from ecomlake import bronze, gold, reconcile, silver
 from ecomlake.config import Config, load_tables
 from ecomlake.io import delta, mongo, mysql
 from ecomlake.io.warehouse import WAREHOUSES, warehouse
-from ecomlake.publish import publish_table, refresh_derived
+from ecomlake.publish import publish_tables, read_gold
 from ecomlake.spark import in_parallel
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ class Run:
     full_refresh: bool = False
     backfill: tuple[dt.date, dt.date] | None = None  # re-read rows changed on these days
     allow_mass_delete: bool = False       # let deletions past max_delete_fraction through
+    republish: bool = False               # publish gold tables even if already published
     summary: dict = field(default_factory=dict)
 
     @property
@@ -100,15 +101,20 @@ def stage_gold(spark, cfg: Config, run: Run) -> None:
 
 
 def stage_publish(spark, cfg: Config, run: Run) -> None:
+    """Each warehouse gets the gold tables that changed since its last publish, in one
+    transaction (see ecomlake.publish); unchanged ones are skipped, --republish forces them."""
+    names = run.tables or tuple(gold.GOLD_TABLES)
+    tables = [read_gold(spark, cfg, name, gold.GOLD_TABLES.get(name, [])) for name in names]
     for target in run.targets:
         wh = warehouse(target, cfg)
-        names = run.tables or tuple(gold.GOLD_TABLES)
-        for name in names:
-            result = publish_table(spark, wh, name, delta.read(spark, cfg, f"gold.{name}"),
-                                   gold.GOLD_TABLES.get(name, []), run.batch_id)
-            run.summary[f"{target}: {wh.qualified(name)}"] = result.rows
-        for obj in refresh_derived(spark, wh, list(names)):
+        results = publish_tables(spark, wh, tables, run.batch_id,
+                                 republish=run.republish or run.full_refresh)
+        for result in results:
+            run.summary[f"{target}: {wh.qualified(result.table)}"] = result.rows
+        for obj in (results[0].derived if results else ()):
             run.summary[f"{target}: {wh.qualified(obj)} (refreshed)"] = "-"
+        if not results:
+            run.summary[f"{target}: (gold unchanged, nothing published)"] = 0
 
 
 def stage_analytics(spark, cfg: Config, run: Run) -> None:

@@ -1,16 +1,23 @@
-"""Publish gold tables to a warehouse, atomically.
+"""Publish a run's gold tables to a warehouse, as one unit.
 
-For each table: drop staging tables left by a killed run; create a per-run staging table with
-the warehouse's types; Spark writes the rows into it over JDBC; reconcile staging against the
-gold DataFrame (row count and the sum of every numeric column); then one transaction makes the
-target hold exactly the staging rows and drops staging. Readers see the old table or the new
-one, never a mixture; a rerun of the same gold is an identical replace. A mismatch raises
-ReconciliationError and leaves the target untouched.
+A gold table whose Delta version (and table id) is the one publish_log says was last published
+to this warehouse is skipped: a rerun with no gold change writes nothing. For the others, under
+the warehouse's publish lock (PostgreSQL: pg_advisory_xact_lock; DB2: an exclusive lock on
+the one-row table publish_lock), held by the swap transaction from before the first staging
+table is created until its commit: drop staging tables left by killed runs (no live publish
+owns any, since a live one holds the lock); for each table create a per-run staging table with
+the warehouse's types, let Spark write the rows into it, and reconcile it against the gold
+DataFrame (row count and the sum of every numeric column); then ONE transaction swaps every
+table (rename, or a refill where foreign views depend on it), writes their publish_log rows and
+rebuilds the derived objects over them. Readers see all the old tables or all the new ones,
+never new dimensions beside old facts. A mismatch drops the staging tables and raises
+ReconciliationError with every target untouched.
 """
 from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,7 +28,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from ecomlake.errors import ReconciliationError
-from ecomlake.io.warehouse import Warehouse
+from ecomlake.io import delta
+from ecomlake.io.warehouse import Swap, Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +39,30 @@ class PublishResult:
     table: str
     rows: int
     seconds: float
+    derived: tuple[str, ...] = ()
+
+
+@dataclass
+class GoldTable:
+    """A gold table as one publish reads it: pinned to one Delta version."""
+    name: str
+    df: DataFrame
+    primary_key: list[str]
+    version: int | None = None     # None: unknown, always published
+    table_id: str | None = None
+
+
+def read_gold(spark, cfg, name: str, primary_key: list[str]) -> GoldTable:
+    """gold.<name> at its current version, with that version and the table's id (a table
+    rebuilt from scratch, or another lake's, starts its versions again: the id tells)."""
+    from delta.tables import DeltaTable
+
+    path = delta.path(cfg, f"gold.{name}")
+    table = DeltaTable.forPath(spark, path)
+    version = int(table.history(1).collect()[0]["version"])
+    table_id = table.detail().select("id").collect()[0][0]
+    df = spark.read.format("delta").option("versionAsOf", version).load(path)
+    return GoldTable(name, df, primary_key, version, table_id)
 
 
 def staging_prefix(table: str) -> str:
@@ -88,54 +120,132 @@ def refresh_derived(spark, wh: Warehouse, published: list[str]) -> list[str]:
 
 def publish_table(spark, wh: Warehouse, table: str, df: DataFrame, primary_key: list[str],
                   run_id: str = "") -> PublishResult:
+    """One table alone (always published): a unit of one."""
+    return publish_tables(spark, wh, [GoldTable(table, df, primary_key)], run_id)[0]
+
+
+def publish_tables(spark, wh: Warehouse, tables: list[GoldTable], run_id: str = "",
+                   republish: bool = False) -> list[PublishResult]:
+    """Publish the tables that changed since their last publish to `wh` in one transaction.
+    Returns a result per table published (none when nothing changed)."""
     t0 = time.monotonic()
-    conn = wh.connect(spark)
+    work = wh.connect(spark)
+    lock = None
+    created: list[str] = []
     try:
-        for leftover in wh.list_tables(conn, staging_prefix(table)):
+        last = wh.last_published(work, [t.name for t in tables])
+        todo = []
+        for t in tables:
+            if (not republish and t.version is not None and
+                    last.get(t.name) == (t.version, t.table_id) and wh.table_exists(work, t.name)):
+                log.info("%s: skipped: gold.%s version %d already published", wh.name, t.name,
+                         t.version)
+            else:
+                todo.append(t)
+        leftovers = _leftovers(wh, work, tables)
+        work.commit()
+        if not todo and not leftovers:
+            log.info("%s: nothing changed in gold: nothing written", wh.name)
+            return []
+
+        lock = wh.connect(spark)
+        log.info("%s: taking the publish lock", wh.name)
+        wh.acquire_publish_lock(lock, f"ecomlake publish {run_id} pid {os.getpid()}")
+        # Under the lock no other publish is live: every staging table is a dead run's.
+        for leftover in _leftovers(wh, work, tables):
             log.warning("%s: dropping staging table %s left by an earlier run", wh.name, leftover)
-            conn.execute(f"DROP TABLE {wh.qualified(leftover)}")
-        if not wh.table_exists(conn, wh.PUBLISH_LOG):
-            conn.execute(wh.create_table_sql(wh.PUBLISH_LOG, wh.publish_log_columns(), []))
-        conn.commit()
+            work.execute(f"DROP TABLE {wh.qualified(leftover)}")
+        for sql in wh.publish_log_statements(work):
+            work.execute(sql)
+        work.commit()
+        if not todo:
+            lock.rollback()
+            return []
 
-        expected, string_lengths = profile(df)
-        columns = wh.columns(df.schema, string_lengths)
-        staging = staging_prefix(table) + uuid.uuid4().hex[:8]
-        conn.execute(wh.create_table_sql(staging, columns, primary_key=[]))
-        conn.commit()
-        log.info("%s: writing %d rows of gold.%s into staging %s", wh.name, expected[0], table,
-                 wh.qualified(staging))
+        swaps, log_rows, results = [], [], []
+        for t in todo:
+            t1 = time.monotonic()
+            columns, rows = _stage(spark, wh, work, t, created)
+            swaps.append(Swap(t.name, created[-1], columns, t.primary_key))
+            log_rows.append(wh.publish_log_insert_sql(t.name, rows, run_id, t.version, t.table_id))
+            results.append(PublishResult(wh.name, t.name, rows, time.monotonic() - t1))
 
-        out = df.select([F.col(f.name).alias(c.name) for f, c in zip(df.schema.fields, columns)])
-        wh.write_staging(out, staging, int(expected[0]))
-        for sql in wh.prepare_staging_statements(staging, primary_key):
-            conn.execute(sql)
-        conn.commit()
-
-        sums = ", ".join(wh.sum_sql(c, df.schema[c].dataType) for c in numeric_columns(df.schema))
-        actual = list(conn.query(f"SELECT COUNT(*){', ' + sums if sums else ''} "
-                                 f"FROM {wh.qualified(staging)}")[0])
-        if not same_totals(expected, actual):
-            conn.execute(f"DROP TABLE {wh.qualified(staging)}")
-            conn.commit()
-            raise ReconciliationError(
-                f"{wh.name}: {table} staging does not match gold "
-                f"(count, sums of {numeric_columns(df.schema)}): gold={expected} "
-                f"staging={actual}; the target was not changed")
-        log.info("%s: staging %s reconciled with gold.%s (%d rows); swapping", wh.name,
-                 wh.qualified(staging), table, expected[0])
-
-        statements = wh.swap_statements(conn, table, staging, columns, primary_key)
-        statements.append(wh.publish_log_insert_sql(table, int(expected[0]), run_id))
+        log.info("%s: all %d staging tables reconciled; swapping them in one transaction",
+                 wh.name, len(swaps))
+        statements = wh.unit_statements(lock, swaps) + log_rows
         for sql in statements:
-            conn.execute(sql)
-        conn.commit()   # the one moment readers switch from the old rows to the new
+            lock.execute(sql)
+        lock.commit()   # the one moment readers switch from the old tables to the new
+        created.clear()
     except BaseException:
-        conn.rollback()
+        work.rollback()
+        if lock is not None:
+            lock.rollback()
+        _drop_quietly(wh, work, created)
         raise
     finally:
-        conn.close()
-    result = PublishResult(wh.name, table, int(expected[0]), time.monotonic() - t0)
-    log.info("%s: published %s (%d rows) in %.1fs", wh.name, wh.qualified(table), result.rows,
-             result.seconds)
-    return result
+        work.close()
+        if lock is not None:
+            lock.close()
+    targets = {wh.norm(s.target) for s in swaps}
+    derived = tuple(o.name for o in wh.derived_objects()
+                    if {wh.norm(d) for d in o.depends_on} & targets)
+    for r in results:
+        r.derived = derived
+        log.info("%s: published %s (%d rows)", wh.name, wh.qualified(r.table), r.rows)
+    log.info("%s: published %d tables in one transaction in %.1fs%s", wh.name, len(results),
+             time.monotonic() - t0, f"; rebuilt {', '.join(derived)}" if derived else "")
+    return results
+
+
+def _leftovers(wh: Warehouse, conn, tables: list[GoldTable]) -> list[str]:
+    return sorted({s for t in tables for s in wh.list_tables(conn, staging_prefix(t.name))})
+
+
+def _stage(spark, wh: Warehouse, conn, t: GoldTable, created: list[str]):
+    """Create t's staging table, fill it and reconcile it with gold; returns (columns, rows).
+    The staging table's name is appended to `created` as soon as it exists."""
+    df = t.df
+    expected, string_lengths = profile(df)
+    columns = wh.columns(df.schema, string_lengths)
+    staging = staging_prefix(t.name) + uuid.uuid4().hex[:8]
+    conn.execute(wh.create_table_sql(staging, columns, wh.staging_key(t.primary_key)))
+    conn.commit()
+    created.append(staging)
+    log.info("%s: writing %d rows of gold.%s into staging %s", wh.name, expected[0], t.name,
+             wh.qualified(staging))
+
+    out = df.select([F.col(f.name).alias(c.name) for f, c in zip(df.schema.fields, columns)])
+    wh.write_staging(out, staging, int(expected[0]))
+    for sql in wh.prepare_staging_statements(staging, t.primary_key):
+        conn.execute(sql)
+    conn.commit()
+
+    sums = ", ".join(wh.sum_sql(c, df.schema[c].dataType) for c in numeric_columns(df.schema))
+    actual = list(conn.query(f"SELECT COUNT(*){', ' + sums if sums else ''} "
+                             f"FROM {wh.qualified(staging)}")[0])
+    conn.commit()
+    if not same_totals(expected, actual):
+        raise ReconciliationError(
+            f"{wh.name}: {t.name} staging does not match gold "
+            f"(count, sums of {numeric_columns(df.schema)}): gold={expected} "
+            f"staging={actual}; the target was not changed")
+    log.info("%s: staging %s reconciled with gold.%s (%d rows)", wh.name,
+             wh.qualified(staging), t.name, expected[0])
+    return columns, int(expected[0])
+
+
+def _drop_quietly(wh: Warehouse, conn, staging: list[str]) -> None:
+    """Drop this run's staging tables after a failure (a killed run's are dropped by the next
+    run, under the lock)."""
+    for name in staging:
+        try:
+            conn.execute(f"DROP TABLE {wh.qualified(name)}")
+            conn.commit()
+        except Exception as exc:   # the connection itself may be gone
+            log.warning("%s: could not drop staging %s (%s); the next publish will", wh.name,
+                        name, exc)
+            try:
+                conn.rollback()
+            except Exception:
+                pass

@@ -54,6 +54,10 @@ def parser(job: str, doc: str, stages: list[str]) -> argparse.ArgumentParser:
                        help="warehouse(s) to publish gold to (default: all)")
         p.add_argument("--tables", nargs="+", default=[], metavar="TABLE",
                        help="gold tables to publish (default: every gold table)")
+        p.add_argument("--republish", action="store_true",
+                       help="publish every gold table again, even one whose Delta version is "
+                            "the one the warehouse's publish_log says was last published "
+                            "(default: those are skipped); --full-refresh implies it")
     return p
 
 
@@ -76,6 +80,7 @@ def main(job: str, doc: str, stages: list[str], argv: list[str] | None = None) -
     run = pipeline.Run(run_date=run_date, ingested_at=now.replace(tzinfo=None), targets=targets,
                        full_refresh=getattr(args, "full_refresh", False),
                        allow_mass_delete=getattr(args, "allow_mass_delete", False),
+                       republish=getattr(args, "republish", False),
                        tables=tuple(getattr(args, "tables", [])), sources=sources,
                        backfill=tuple(args.backfill) if getattr(args, "backfill", None) else None)
     try:

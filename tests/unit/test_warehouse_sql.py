@@ -40,13 +40,46 @@ def test_db2_varchar_sizing(cfg, max_len, size):
     assert DB2Warehouse(cfg).sql_type(field, max_len) == f"VARCHAR({size})"
 
 
-def test_db2_swap_deletes_then_inserts_in_one_unit_of_work(cfg):
+class _Catalog:
+    """What swap_statements asks a DB2 connection: the columns of a table, if it exists."""
+
+    def __init__(self, *tables):
+        self.tables = set(tables)
+
+    def columns(self, schema, table):
+        return ["PRODUCT_ID"] if table in self.tables else []
+
+
+def test_db2_swap_renames_and_never_deletes_everything(cfg):
+    """Issue 15: no DELETE-everything-then-INSERT of a large table in one DB2 unit of work."""
     db2 = DB2Warehouse(cfg)
     cols = db2.columns(SCHEMA, {})
-    stmts = db2.replace_statements("sales", "stg_sales_1", cols)
-    assert stmts[0] == 'DELETE FROM "APP"."SALES"'  # not TRUNCATE ... IMMEDIATE: no rollback
-    assert stmts[1].startswith('INSERT INTO "APP"."SALES" ("PRODUCT_ID", "AMOUNT", "MODEL", ')
-    assert stmts[2] == 'DROP TABLE "APP"."STG_SALES_1"'
+    assert db2.swap_statements(_Catalog("SALES"), "sales", "stg_sales_1", cols, ["product_id"]) == [
+        'DROP TABLE "APP"."SALES"', 'RENAME TABLE "APP"."STG_SALES_1" TO "SALES"']
+    assert db2.swap_statements(_Catalog(), "sales", "stg_sales_1", cols, ["product_id"]) == [
+        'RENAME TABLE "APP"."STG_SALES_1" TO "SALES"']
+    # staging carries the key (NOT NULL from the start), so the renamed table has it
+    assert db2.create_table_sql("stg_sales_1", cols, db2.staging_key(["product_id"])).endswith(
+        'PRIMARY KEY ("PRODUCT_ID"))')
+    assert PostgresWarehouse(cfg).staging_key(["product_id"]) == []   # built after the load
+
+
+def test_db2_publish_lock_is_a_lock_table(cfg):
+    db2 = DB2Warehouse(cfg)
+    assert db2.lock_table_statements(_Catalog()) == [
+        'CREATE TABLE "APP"."PUBLISH_LOCK" ("ID" INTEGER NOT NULL PRIMARY KEY)',
+        'INSERT INTO "APP"."PUBLISH_LOCK" VALUES (1)']
+    assert db2.lock_table_statements(_Catalog("PUBLISH_LOCK")) == []
+
+
+def test_publish_log_is_migrated_with_nullable_columns(cfg):
+    db2 = DB2Warehouse(cfg)
+    old_log = _Catalog("PUBLISH_LOG")
+    old_log.columns = lambda schema, table: ["TABLE_NAME", "ROW_COUNT", "PUBLISHED_AT", "RUN_ID"]
+    assert db2.publish_log_statements(old_log) == [
+        'ALTER TABLE "APP"."PUBLISH_LOG" ADD COLUMN "GOLD_VERSION" BIGINT',
+        'ALTER TABLE "APP"."PUBLISH_LOG" ADD COLUMN "GOLD_TABLE_ID" VARCHAR(128)']
+    assert db2.publish_log_statements(_Catalog())[0].startswith('CREATE TABLE "APP"."PUBLISH_LOG" (')
 
 
 def test_postgres_swap_uses_transactional_truncate(cfg):
@@ -114,4 +147,6 @@ def test_publish_log_insert_quotes_the_run_id(cfg):
                       (DB2Warehouse(cfg), '"APP"."PUBLISH_LOG"')):
         sql = wh.publish_log_insert_sql("FactSales", 12, "run 'x'")
         assert sql.startswith(f"INSERT INTO {table} (")
-        assert sql.endswith("VALUES ('FactSales', 12, CURRENT_TIMESTAMP, 'run ''x''')")
+        assert sql.endswith("VALUES ('FactSales', 12, CURRENT_TIMESTAMP, 'run ''x''', NULL, NULL)")
+        sql = wh.publish_log_insert_sql("FactSales", 12, "r", 7, "ab-'c")
+        assert sql.endswith("VALUES ('FactSales', 12, CURRENT_TIMESTAMP, 'r', 7, 'ab-''c')")

@@ -18,10 +18,11 @@ from decimal import Decimal
 from dataclasses import dataclass
 
 import psycopg2
+import psycopg2.errors
 from pyspark.sql import types as T
 
 from ecomlake.config import Config
-from ecomlake.errors import refused, unavailable
+from ecomlake.errors import EcomlakeError, refused, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,19 @@ class Column:
     name: str
     sql_type: str
     nullable: bool
+
+
+@dataclass(frozen=True)
+class Swap:
+    """One table of a publish unit: `target` is to hold exactly the rows of `staging`."""
+    target: str
+    staging: str
+    columns: list[Column]
+    primary_key: list[str]
+
+
+class PublishBusy(EcomlakeError):
+    """Another publish of the same warehouse holds its publish lock for longer than we wait."""
 
 
 class Warehouse:
@@ -118,6 +132,38 @@ class Warehouse:
                 f"DROP TABLE {self.qualified(staging)}"]
 
     # publish steps -------------------------------------------------------------------------
+    def staging_key(self, primary_key: list[str]) -> list[str]:
+        """The key staging is created with (a warehouse may build it after the load instead,
+        see prepare_staging_statements)."""
+        return []
+
+    def drop_derived_sql(self, obj: Derived) -> str:
+        return f"DROP TABLE {self.qualified(obj.name)}"
+
+    def unit_statements(self, conn, swaps: list["Swap"]) -> list[str]:
+        """One transaction's statements making every swap's target hold its staging rows, and
+        the derived objects over them dropped first and rebuilt (created, refreshed) after, so
+        readers see all the new tables and derived objects at once, or none of them."""
+        targets = {self.norm(s.target) for s in swaps}
+        affected = [o for o in self.derived_objects()
+                    if {self.norm(d) for d in o.depends_on} & targets]
+        statements = [self.drop_derived_sql(o) for o in affected if self.table_exists(conn, o.name)]
+        for s in swaps:
+            statements += self.swap_statements(conn, s.target, s.staging, s.columns, s.primary_key)
+        for o in affected:
+            if all(self.norm(d) in targets or self.table_exists(conn, d) for d in o.depends_on):
+                statements += [o.create_sql, *o.refresh_sql]
+        return statements
+
+    PUBLISH_LOCK = "publish_lock"
+
+    def acquire_publish_lock(self, conn, owner: str) -> None:
+        """Start a transaction on `conn` holding the warehouse's publish lock: one publish at a
+        time owns the staging tables and the swap. Waits while another publish holds it; gives
+        up with PublishBusy when the database's lock wait times out. Released by the commit
+        (or rollback, or the connection's end) of that transaction."""
+        raise NotImplementedError
+
     def write_staging(self, df, staging: str, rows: int) -> None:
         """Move the rows into the (empty) staging table: Spark's JDBC writer, batched, on a
         bounded number of connections."""
@@ -155,13 +201,48 @@ class Warehouse:
         schema = T.StructType([T.StructField("table_name", T.StringType(), False),
                                T.StructField("row_count", T.LongType(), False),
                                T.StructField("published_at", T.TimestampType(), False),
-                               T.StructField("run_id", T.StringType(), True)])
-        return self.columns(schema, {"table_name": 128, "run_id": 128})
+                               T.StructField("run_id", T.StringType(), True),
+                               # the Delta version (and table id) of gold.<table> published:
+                               # an unchanged gold table is not published again
+                               T.StructField("gold_version", T.LongType(), True),
+                               T.StructField("gold_table_id", T.StringType(), True)])
+        return self.columns(schema, {"table_name": 128, "run_id": 128, "gold_table_id": 64})
 
-    def publish_log_insert_sql(self, table: str, rows: int, run_id: str) -> str:
+    def publish_log_statements(self, conn) -> list[str]:
+        """Create publish_log, or add the columns an older publish_log lacks (nullable)."""
+        existing = self.table_columns(conn, self.PUBLISH_LOG)
+        if existing is None:
+            return [self.create_table_sql(self.PUBLISH_LOG, self.publish_log_columns(), [])]
+        have = {e.upper() for e in existing}
+        return [f"ALTER TABLE {self.qualified(self.PUBLISH_LOG)} ADD COLUMN "
+                f"{self.ident(c.name)} {c.sql_type}"
+                for c in self.publish_log_columns() if c.name.upper() not in have]
+
+    def last_published(self, conn, tables: list[str]) -> dict[str, tuple]:
+        """{table: (gold_version, gold_table_id)} of each table's latest publish_log row."""
+        existing = self.table_columns(conn, self.PUBLISH_LOG)
+        if not tables or existing is None or \
+                self.norm("gold_table_id").upper() not in {e.upper() for e in existing}:
+            return {}
+        names = ", ".join(f"'{_safe(t)}'" for t in tables)
+        c = {n: self.ident(n) for n in ("table_name", "gold_version", "gold_table_id",
+                                        "published_at")}
+        rows = conn.query(f"SELECT {c['table_name']}, {c['gold_version']}, {c['gold_table_id']} "
+                          f"FROM {self.qualified(self.PUBLISH_LOG)} WHERE {c['table_name']} IN "
+                          f"({names}) ORDER BY {c['published_at']} DESC")
+        last = {}
+        for name, version, table_id in rows:
+            last.setdefault(name, (None if version is None else int(version), table_id))
+        return last
+
+    def publish_log_insert_sql(self, table: str, rows: int, run_id: str,
+                               gold_version: int | None = None, gold_table_id: str | None = None) -> str:
         cols = ", ".join(self.ident(c.name) for c in self.publish_log_columns())
+        version = "NULL" if gold_version is None else str(int(gold_version))
+        table_id = "NULL" if gold_table_id is None else f"'{_literal(gold_table_id)}'"
         return (f"INSERT INTO {self.qualified(self.PUBLISH_LOG)} ({cols}) VALUES "
-                f"('{_safe(table)}', {int(rows)}, CURRENT_TIMESTAMP, '{_literal(run_id)}')")
+                f"('{_safe(table)}', {int(rows)}, CURRENT_TIMESTAMP, '{_literal(run_id)}', "
+                f"{version}, {table_id})")
 
     # connections ---------------------------------------------------------------------------
     @property
@@ -264,18 +345,46 @@ class PostgresWarehouse(Warehouse):
             log.info("%s: views %s depend on %s: refilling it in place", self.name,
                      sorted(foreign), target)
             return super().swap_statements(conn, target, staging, columns, primary_key)
-        statements = [f"DROP MATERIALIZED VIEW {self.qualified(o.name)}"
-                      for o in self.derived_objects()
-                      if target in o.depends_on and self.table_exists(conn, o.name)]
-        statements.append(f"DROP TABLE {self.qualified(target)}")
+        # our derived objects on it are dropped before and rebuilt after (unit_statements)
+        statements = [f"DROP TABLE {self.qualified(target)}"]
         statements += self._rename_into(target, staging, primary_key)
         statements += [f"GRANT {priv} ON {self.qualified(target)} TO {_role(grantee)}"
                        for grantee, priv in self._grants(conn, target)]
-        for obj in self.derived_objects():
-            deps = [d for d in obj.depends_on if d != target]
-            if target in obj.depends_on and all(self.table_exists(conn, d) for d in deps):
-                statements += [obj.create_sql, *obj.refresh_sql]
         return statements
+
+    def drop_derived_sql(self, obj):
+        return f"DROP MATERIALIZED VIEW IF EXISTS {self.qualified(obj.name)}"
+
+    # one constant key for every publish of this database (classid 0, objid this number)
+    LOCK_KEY = 0x65636F6D   # "ecom"
+
+    def acquire_publish_lock(self, conn, owner):
+        conn.execute(f"SET application_name = '{_literal(owner[:60])}'")
+        conn.commit()
+        if conn.query(f"SELECT pg_try_advisory_xact_lock({self.LOCK_KEY})")[0][0]:
+            return
+        holder = self._lock_holder(conn)
+        log.info("%s: waiting for the publish lock held by %s", self.name, holder)
+        try:
+            conn.query(f"SELECT pg_advisory_xact_lock({self.LOCK_KEY})")
+        except psycopg2.errors.LockNotAvailable:
+            conn.rollback()
+            raise PublishBusy(
+                f"{self.name}: another publish holds the publish lock of {self.cfg.postgres.address}/"
+                f"{self.cfg.postgres.database} ({holder}) for more than "
+                f"{self.LOCK_TIMEOUT_MS // 1000}s; try again once it has finished") from None
+        log.info("%s: publish lock acquired after waiting", self.name)
+
+    def _lock_holder(self, conn) -> str:
+        rows = conn.query(
+            "SELECT a.pid, a.application_name, a.client_addr, a.xact_start FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND "
+            f"l.granted AND l.classid = 0 AND l.objid = {self.LOCK_KEY} AND l.objsubid = 1 "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+        if not rows:
+            return "a publish that has just finished"
+        pid, app, addr, since = rows[0]
+        return f"'{app or 'unnamed'}', server pid {pid} from {addr or 'local'}, since {since}"
 
     def _rename_into(self, target, staging, primary_key):
         stmts = [f"ALTER TABLE {self.qualified(staging)} RENAME TO {self.ident(target)}"]
@@ -364,6 +473,47 @@ class DB2Warehouse(Warehouse):
         if isinstance(t, T.BooleanType):
             return "SMALLINT"
         return _COMMON_TYPES[type(t)]
+
+    def staging_key(self, primary_key):
+        # Created with its key: DB2 (and Derby) want key columns NOT NULL from the start, and
+        # the rename swap carries the key over to the target.
+        return primary_key
+
+    def swap_statements(self, conn, target, staging, columns, primary_key):
+        """Rename swap, never DELETE-everything-then-INSERT: that logs every row twice in one
+        unit of work. The old table is dropped and staging renamed into its place, in one
+        transaction (DB2 and Derby run DDL in transactions)."""
+        statements = [self.drop_table_sql(target)] if self.table_exists(conn, target) else []
+        return statements + [f"RENAME TABLE {self.qualified(staging)} TO {self.ident(target)}"]
+
+    def lock_table_statements(self, conn) -> list[str]:
+        if self.table_exists(conn, self.PUBLISH_LOCK):
+            return []
+        return [f"CREATE TABLE {self.qualified(self.PUBLISH_LOCK)} "
+                f"({self.ident('id')} INTEGER NOT NULL PRIMARY KEY)",
+                f"INSERT INTO {self.qualified(self.PUBLISH_LOCK)} VALUES (1)"]
+
+    def acquire_publish_lock(self, conn, owner):
+        """DB2 has no advisory locks: an exclusive lock on a one-row table, held by the
+        transaction (Derby has LOCK TABLE too). The lock wait is the database's
+        (Derby: derby.locking.waitTimeout, DB2: LOCKTIMEOUT)."""
+        try:
+            for sql in self.lock_table_statements(conn):
+                conn.execute(sql)
+            conn.commit()
+        except Exception:
+            conn.rollback()   # created by a publish that started at the same moment
+        try:
+            conn.execute(f"LOCK TABLE {self.qualified(self.PUBLISH_LOCK)} IN EXCLUSIVE MODE")
+        except Exception as exc:
+            msg = _java_message(exc)
+            conn.rollback()
+            if "40XL1" in msg or "-911" in msg or "SQLSTATE=40001" in msg or "timeout" in msg.lower():
+                raise PublishBusy(
+                    f"{self.name}: another publish holds {self.qualified(self.PUBLISH_LOCK)} at "
+                    f"{self.cfg.db2.address} longer than the lock wait ({msg}); try again once "
+                    "it has finished") from None
+            raise
 
     def derived_objects(self):
         if not self.cfg.db2.is_real_db2:
