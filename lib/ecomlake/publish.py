@@ -172,9 +172,7 @@ def publish_tables(spark, wh: Warehouse, tables: list[GoldTable], run_id: str = 
 
         log.info("%s: all %d staging tables reconciled; swapping them in one transaction",
                  wh.name, len(swaps))
-        statements = wh.unit_statements(lock, swaps) + log_rows
-        for sql in statements:
-            lock.execute(sql)
+        _swap(wh, lock, swaps, log_rows)
         lock.commit()   # the one moment readers switch from the old tables to the new
         created.clear()
     except BaseException:
@@ -196,6 +194,25 @@ def publish_tables(spark, wh: Warehouse, tables: list[GoldTable], run_id: str = 
     log.info("%s: published %d tables in one transaction in %.1fs%s", wh.name, len(results),
              time.monotonic() - t0, f"; rebuilt {', '.join(derived)}" if derived else "")
     return results
+
+
+def _swap(wh: Warehouse, conn, swaps: list[Swap], log_rows: list[str]) -> None:
+    """The swap statements and publish_log rows, in the transaction holding the publish lock.
+    A deadlock with a reader (PostgreSQL aborts one of the two) rolls back to a savepoint and
+    tries again: the publish lock, taken before it, is kept, and so are the staging tables."""
+    for attempt in range(1, wh.SWAP_RETRIES + 2):
+        if wh.SWAP_RETRIES:
+            conn.execute("SAVEPOINT publish_swap")
+        try:
+            for sql in wh.unit_statements(conn, swaps) + log_rows:
+                conn.execute(sql)
+            return
+        except Exception as exc:
+            if attempt > wh.SWAP_RETRIES or not wh.retryable(exc):
+                raise
+            log.warning("%s: the swap lost a deadlock to a reader (%s); trying again (%d/%d)",
+                        wh.name, str(exc).splitlines()[0], attempt, wh.SWAP_RETRIES)
+            conn.execute("ROLLBACK TO SAVEPOINT publish_swap")
 
 
 def _leftovers(wh: Warehouse, conn, tables: list[GoldTable]) -> list[str]:

@@ -155,6 +155,11 @@ class Warehouse:
                 statements += [o.create_sql, *o.refresh_sql]
         return statements
 
+    SWAP_RETRIES = 0   # how often a swap that lost a deadlock to a reader is tried again
+
+    def retryable(self, exc: BaseException) -> bool:
+        return False
+
     PUBLISH_LOCK = "publish_lock"
 
     def acquire_publish_lock(self, conn, owner: str) -> None:
@@ -354,6 +359,21 @@ class PostgresWarehouse(Warehouse):
 
     def drop_derived_sql(self, obj):
         return f"DROP MATERIALIZED VIEW IF EXISTS {self.qualified(obj.name)}"
+
+    def unit_statements(self, conn, swaps):
+        """All the targets are locked first, in one statement, facts first (the order a star
+        query names them): a reader joining two of them then cannot hold one while the swap
+        holds the other (a deadlock PostgreSQL would end by aborting one of the two)."""
+        existing = [s.target for s in swaps if self.table_exists(conn, s.target)]
+        existing.sort(key=lambda t: not self.norm(t).startswith("fact"))
+        lock = ([f"LOCK TABLE {', '.join(self.qualified(t) for t in existing)} "
+                 "IN ACCESS EXCLUSIVE MODE"] if existing else [])
+        return lock + super().unit_statements(conn, swaps)
+
+    SWAP_RETRIES = 3
+
+    def retryable(self, exc):
+        return isinstance(exc, psycopg2.errors.DeadlockDetected)
 
     # one constant key for every publish of this database (classid 0, objid this number)
     LOCK_KEY = 0x65636F6D   # "ecom"
