@@ -9,9 +9,11 @@ NodeManager), for running the same jobs with `--env yarn` (Delta tables on HDFS)
     ecomlake hadoop dfs ...  the HDFS shell, e.g. `ecomlake hadoop dfs -ls -R /ecomlake`
 
 No Hadoop tarball is reachable here: the server jars come from Maven Central
-(stack/hadoop/pom.xml -> <stack.dir>/jars/hadoop) and each daemon is a plain `java -cp` process.
-Everything lives under <stack.dir>/hadoop (.local/hadoop): conf/ (the HADOOP_CONF_DIR to give
-spark-submit), data/, log/<daemon>.log, run/<daemon>.pid. Everything binds to 127.0.0.1:
+(stack/hadoop/pom.xml -> <stack.dir>/jars/hadoop) and each daemon is a plain `java -cp` process,
+supervised by ecomlake.ops.supervise. Everything lives under <stack.dir>/hadoop (.local/hadoop):
+conf/ (the HADOOP_CONF_DIR to give spark-submit), data/, log/<daemon>.log, run/<daemon>.pid,
+python/ (the interpreter of the YARN containers, see `ensure_container_python`). Everything
+binds to 127.0.0.1:
 
     NameNode         hdfs://127.0.0.1:9000   web http://127.0.0.1:9870
     DataNode         127.0.0.1:9866          web http://127.0.0.1:9864
@@ -21,6 +23,17 @@ spark-submit), data/, log/<daemon>.log, run/<daemon>.pid. Everything binds to 12
 YARN offers one NodeManager of 8 GiB and 4 vcores (this machine: 2 cores, 24 GiB) and two
 CapacityScheduler queues: `ecomlake` (80%, the jobs') and `default` (20%). `up` is idempotent:
 it starts only what is not running, and formats the NameNode only when it has no metadata.
+
+Who is who. The four daemons run as the unprivileged system user `ecomlake-hadoop` (created if
+missing, no login, no home), which owns data/, log/ and run/; conf/, webroot/ and the jars stay
+root's, read-only to it. That user is therefore HDFS's superuser, and HDFS checks permissions
+(authentication is Hadoop's `simple`: a client is who its OS user is, or $HADOOP_USER_NAME).
+`up` gives the user who runs it (the one who submits the jobs, root here) its HDFS home
+/user/<name> (Spark's .sparkStaging goes there) and the lake root of conf/yarn.yaml
+(/ecomlake), and makes /tmp world-writable with the sticky bit; nothing else of HDFS is theirs.
+YARN runs containers with the DefaultContainerExecutor, i.e. as `ecomlake-hadoop` too (the
+LinuxContainerExecutor, which would run them as the submitter, needs a setuid binary that the
+Maven jars do not have); inside, Spark still reads and writes HDFS as the submitter.
 """
 from __future__ import annotations
 
@@ -28,21 +41,27 @@ import argparse
 import json
 import logging
 import os
+import pwd
 import shutil
-import signal
 import subprocess
+import sys
+import sysconfig
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from ecomlake.config import PROJECT_ROOT, Config
-from ecomlake.ops.stack import _alive, port_open, run
+from ecomlake.config import PROJECT_ROOT, Config, load_config
+from ecomlake.ops.stack import ensure_os_user, give_to, run
+from ecomlake.ops.supervise import Supervised, port_open, stop_all, wait_all
 
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
+USER = "ecomlake-hadoop"        # the system user every daemon (and so every container) runs as
 FS_DEFAULT = f"hdfs://{HOST}:9000"
 NN_HTTP, DN_HTTP, RM_HTTP, NM_HTTP = 9870, 9864, 8088, 8042
 QUEUES = {"ecomlake": 80, "default": 20}          # CapacityScheduler queues under root, in %
@@ -96,6 +115,14 @@ class Layout:
 
     def log_file(self, d: Daemon) -> Path:
         return self.log / f"{d.name}.log"
+
+    def process(self, d: Daemon) -> Supervised:
+        return Supervised(d.name, self.pid_file(d), self.log_file(d), USER)
+
+    @property
+    def python(self) -> Path:
+        """The Python of the YARN containers (conf/yarn.yaml's PYSPARK_PYTHON)."""
+        return self.home / "python" / "bin" / "python"
 
     @property
     def webroot(self) -> Path:
@@ -152,7 +179,9 @@ def site_files(lay: Layout) -> dict[str, str]:
         "dfs.namenode.datanode.registration.ip-hostname-check": "false",
         # One DataNode: leave safe mode as soon as its blocks are reported (default waits 30 s).
         "dfs.namenode.safemode.extension": 0,
-        "dfs.permissions.enabled": "false",
+        # Permissions on: the daemons' user is the superuser; `up` hands the submitting user
+        # its home and the lake root (see hdfs_layout).
+        "dfs.permissions.enabled": "true",
         "dfs.webhdfs.enabled": "true",
         "dfs.namenode.audit.log.async": "true",
     }
@@ -277,23 +306,47 @@ def java_home() -> str:
     return str(Path(java).resolve().parents[1])
 
 
-def _java(lay: Layout, heap: str, main: str, *args: str, name: str = "client") -> list[str]:
+def _java(lay: Layout, heap: str, main: str, *args: str, name: str = "client",
+          user: str = USER) -> list[str]:
     return [str(Path(java_home()) / "bin" / "java"), f"-Xmx{heap}", *JAVA_OPENS,
             f"-Dproc_{name}", "-Djava.net.preferIPv4Stack=true",
             f"-Dhadoop.log.dir={lay.log}", f"-Dhadoop.log.file={name}.log",
             f"-Dyarn.log.dir={lay.log}", f"-Dhadoop.home.dir={lay.home}",
-            "-Dhadoop.id.str=root", "-Dhadoop.root.logger=INFO,console",
+            f"-Dhadoop.id.str={user}", "-Dhadoop.root.logger=INFO,console",
             "-Dhadoop.security.logger=INFO,NullAppender",
             "-cp", lay.classpath, main, *args]
 
 
-def _env(lay: Layout) -> dict[str, str]:
-    return {**os.environ, "JAVA_HOME": java_home(), "HADOOP_CONF_DIR": str(lay.conf),
-            "HADOOP_HOME": str(lay.home), "TZ": "UTC"}
+def _env(lay: Layout, *, daemon: bool = True) -> dict[str, str]:
+    """The environment of a daemon (or, daemon=False, of a client run as the caller). A daemon is
+    who its OS user is: no $HADOOP_USER_NAME (which would make it someone else to HDFS), and
+    HOME in its own data folder."""
+    env = {**os.environ, "JAVA_HOME": java_home(), "HADOOP_CONF_DIR": str(lay.conf),
+           "HADOOP_HOME": str(lay.home), "TZ": "UTC"}
+    if daemon:
+        env.pop("HADOOP_USER_NAME", None)
+        env.update(HOME=str(lay.data), USER=USER, LOGNAME=USER)
+    return env
+
+
+def prepare(lay: Layout) -> None:
+    """The daemons' OS user exists and owns data/, log/ and run/ (files an older, root-run
+    Hadoop left there included); it can read the config, the web apps and the jars."""
+    ensure_os_user(USER)
+    give_to(USER, lay.data, lay.log, lay.run)
+    for path in (lay.conf / "core-site.xml", lay.webroot / "webapps" / "hdfs" / "WEB-INF",
+                 next(lay.jars.glob("*.jar"))):
+        try:
+            run(["test", "-r", str(path)], user=USER)
+        except RuntimeError:
+            raise RuntimeError(f"the `{USER}` OS user cannot read {path}: give it read and "
+                               "execute permission on the parent folders, or set stack.dir "
+                               "in conf/ to a folder it can reach") from None
 
 
 def format_namenode(lay: Layout) -> bool:
-    """Format HDFS once: only when the NameNode has no metadata yet."""
+    """Format HDFS once: only when the NameNode has no metadata yet (as the daemons' user, who
+    owns the metadata)."""
     if (lay.data / "name" / "current" / "VERSION").exists():
         return False
     log.info("formatting the NameNode (first time only)")
@@ -301,52 +354,61 @@ def format_namenode(lay: Layout) -> bool:
     shutil.rmtree(lay.data / "datanode", ignore_errors=True)
     proc = subprocess.run(_java(lay, "512m", DAEMONS[0].main, "-format", "-nonInteractive",
                                 "-clusterId", "ecomlake", name="namenode-format"),
-                          capture_output=True, text=True, env=_env(lay))
+                          capture_output=True, text=True, env=_env(lay), cwd=lay.data,
+                          user=USER, group=USER, extra_groups=[])
     if proc.returncode != 0:
         raise RuntimeError(f"formatting the NameNode failed ({proc.returncode}):\n"
                            f"{proc.stderr[-2000:]}")
     return True
 
 
-def _pid(lay: Layout, d: Daemon) -> int | None:
-    try:
-        pid = int(lay.pid_file(d).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid if _alive(pid) else None
+def ensure_container_python(lay: Layout) -> Path:
+    """The Python of the YARN containers, which run as USER: a virtualenv at <hadoop>/python
+    whose one .pth line adds the project's site-packages, so that executors import exactly the
+    packages the driver does. Its interpreter is one USER can run: the project's own when it is
+    reachable, else the system's python3.X of the same minor version (Spark wants driver and
+    workers to agree on major.minor). The project's interpreter often is not reachable: pyenv
+    keeps it under /root, mode 700, and making /root traversable is not ours to do."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    home = lay.python.parent.parent
+    pth = home / "lib" / f"python{version}" / "site-packages" / "ecomlake-venv.pth"
+    line = f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n"
+    if lay.python.exists() and pth.exists() and pth.read_text() == line:
+        return lay.python
+    candidates = [os.path.realpath(getattr(sys, "_base_executable", sys.executable)),
+                  shutil.which(f"python{version}"), f"/usr/bin/python{version}",
+                  f"/usr/local/bin/python{version}"]
+    probe = "import sys; print('%d.%d' % sys.version_info[:2])"
+    for python in dict.fromkeys(c for c in candidates if c and os.path.exists(c)):
+        try:
+            if run([python, "-c", probe], user=USER).strip() == version:
+                break
+        except RuntimeError:
+            continue
+    else:
+        raise RuntimeError(f"no Python {version} that the `{USER}` OS user can run (tried "
+                           f"{', '.join(c for c in candidates if c)}): YARN containers run as "
+                           f"that user. Install Debian's python{version}, or make the project's "
+                           "interpreter reachable")
+    log.info("container Python: a virtualenv over %s with the project's packages", python)
+    shutil.rmtree(home, ignore_errors=True)
+    run([python, "-m", "venv", "--without-pip", str(home)])
+    pth.write_text(line)
+    return lay.python
 
 
 def running(lay: Layout, d: Daemon) -> bool:
-    return _pid(lay, d) is not None or port_open(HOST, d.port)
+    return lay.process(d).pid() is not None or port_open(HOST, d.port)
 
 
 def start(lay: Layout, d: Daemon) -> None:
-    with open(lay.log_file(d), "ab") as out:
-        proc = subprocess.Popen(_java(lay, d.heap, d.main, name=d.name), stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=lay.home, env=_env(lay), start_new_session=True)
-    lay.pid_file(d).write_text(str(proc.pid))
+    lay.process(d).spawn(_java(lay, d.heap, d.main, name=d.name), env=_env(lay), cwd=lay.data)
 
 
 def stop(lay: Layout, daemons: list[Daemon]) -> list[tuple[Daemon, bool]]:
     """SIGTERM the given daemons together (a dev cluster need not drain in order), wait for
     them, SIGKILL what is left after STOP_TIMEOUT_S."""
-    pids = {}
-    for d in daemons:
-        pid = _pid(lay, d)
-        lay.pid_file(d).unlink(missing_ok=True)
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            pids[d.name] = pid
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while any(_alive(p) for p in pids.values()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    for name, pid in pids.items():
-        if _alive(pid):
-            log.warning("%s (pid %d) ignored SIGTERM for %ds: killing it", name, pid,
-                        STOP_TIMEOUT_S)
-            os.kill(pid, signal.SIGKILL)
-    return [(d, d.name in pids) for d in daemons]
+    return list(zip(daemons, stop_all([lay.process(d) for d in daemons], STOP_TIMEOUT_S)))
 
 
 # -- health ---------------------------------------------------------------------------------------
@@ -381,20 +443,66 @@ def _ready() -> bool:
 
 
 def _wait_ready(lay: Layout) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if _ready():
-            return
-        dead = [d for d in DAEMONS if not running(lay, d)]
-        if dead:
-            d = dead[0]
-            tail = lay.log_file(d).read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"the {d.name} exited at start (log {lay.log_file(d)}):\n{tail}")
-        time.sleep(0.5)
-    state, live = hdfs_state()
-    raise RuntimeError(
-        f"Hadoop not ready within {START_TIMEOUT_S}s: HDFS {state} with {live} live DataNode(s), "
-        f"YARN {yarn_active_nodes()} active NodeManager(s). Logs: {lay.log}")
+    try:
+        wait_all([lay.process(d) for d in DAEMONS], _ready, timeout=START_TIMEOUT_S)
+    except RuntimeError as exc:
+        state, live = hdfs_state()
+        raise RuntimeError(f"Hadoop not ready: HDFS {state} with {live} live DataNode(s), "
+                           f"YARN {yarn_active_nodes()} active NodeManager(s). Logs: {lay.log}. "
+                           f"{exc}") from None
+
+
+# -- HDFS folders and owners ----------------------------------------------------------------------
+
+def submitter() -> str:
+    """Who HDFS takes this user's clients (spark-submit, the tests) for: simple authentication
+    trusts $HADOOP_USER_NAME, else the OS user."""
+    return os.environ.get("HADOOP_USER_NAME") or pwd.getpwuid(os.getuid()).pw_name
+
+
+def hdfs_path(uri: str) -> str | None:
+    """The path of `uri` if it is on this HDFS (hdfs://127.0.0.1:9000/... or hdfs:///...)."""
+    u = urllib.parse.urlsplit(uri)
+    if u.scheme == "hdfs" and u.netloc in ("", FS_DEFAULT.split("//")[1]) and u.path.strip("/"):
+        return u.path.rstrip("/")
+    return None
+
+
+def _webhdfs(op: str, path: str, **params: str) -> None:
+    """One WebHDFS call to the NameNode as the superuser (USER): no JVM to start."""
+    query = urllib.parse.urlencode({"op": op, "user.name": USER, **params})
+    req = urllib.request.Request(
+        f"http://{HOST}:{NN_HTTP}/webhdfs/v1{urllib.parse.quote(path)}?{query}", method="PUT")
+    try:
+        with _NO_PROXY.open(req, timeout=30) as r:
+            r.read()
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"HDFS {op} {path} failed: {exc.read().decode(errors='replace')}") \
+            from None
+
+
+def hdfs_layout(lake_paths: list[str]) -> None:
+    """With permissions on, the submitting user gets what it writes and nothing more: its home
+    /user/<name> (Spark stages each application's files in .sparkStaging there) and the lake
+    roots, which it owns; /tmp is everyone's, with the sticky bit; / and /user are the
+    superuser's (an HDFS formatted while the daemons ran as root has them as root's).
+    Idempotent."""
+    for path in ("/", "/user"):
+        _webhdfs("MKDIRS", path, permission="755")
+        _webhdfs("SETOWNER", path, owner=USER)
+    _webhdfs("MKDIRS", "/tmp")
+    _webhdfs("SETPERMISSION", "/tmp", permission="1777")
+    who = submitter()
+    for path in [f"/user/{who}", *lake_paths]:
+        _webhdfs("MKDIRS", path, permission="755")
+        _webhdfs("SETOWNER", path, owner=who)
+
+
+def _process_owner(pid: int) -> str:
+    try:
+        return pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name
+    except (OSError, KeyError):
+        return "?"
 
 
 # -- the commands ---------------------------------------------------------------------------------
@@ -402,19 +510,23 @@ def _wait_ready(lay: Layout) -> None:
 def up(cfg: Config) -> list[tuple[Daemon, str]]:
     """Start whatever is not running; return (daemon, what happened) for each."""
     lay = Layout(cfg)
-    if cfg.lake_root.startswith("hdfs://") and not cfg.lake_root.startswith(FS_DEFAULT):
+    if cfg.lake_root.startswith("hdfs://") and hdfs_path(cfg.lake_root) is None:
         log.warning("lake.root %s is not on this HDFS (%s)", cfg.lake_root, FS_DEFAULT)
-    for d in (lay.log, lay.run, lay.data):
-        d.mkdir(parents=True, exist_ok=True)
-    if any(_pid(lay, d) for d in DAEMONS) and any(lay.jars.glob("*.jar")):
+    if any(lay.process(d).pid() for d in DAEMONS) and any(lay.jars.glob("*.jar")):
         pass                  # never swap the jars under running daemons (`down` first)
     else:
         ensure_jars(lay)
     write_conf(lay)
+    prepare(lay)
+    ensure_container_python(lay)
     results = []
     formatted = False
     for d in DAEMONS:
         if running(lay, d):
+            pid = lay.process(d).pid()
+            if pid is not None and _process_owner(pid) != USER:
+                log.warning("the %s (pid %d) runs as %s, not %s: `ecomlake hadoop down` then "
+                            "`up` restarts it as %s", d.name, pid, _process_owner(pid), USER, USER)
             results.append((d, "already running"))
             continue
         if d.name == "namenode":
@@ -426,6 +538,9 @@ def up(cfg: Config) -> list[tuple[Daemon, str]]:
     _wait_ready(lay)
     log.info("HDFS out of safe mode and YARN has an active NodeManager after %.1fs",
              time.monotonic() - t0)
+    # The lake roots of this env and of the cluster env (conf/yarn.yaml), if on this HDFS.
+    roots = {cfg.lake_root} | ({load_config("yarn").lake_root} if cfg.env != "yarn" else set())
+    hdfs_layout(sorted(p for p in map(hdfs_path, roots) if p))
     return results
 
 
@@ -444,7 +559,7 @@ def dfs(cfg: Config, *args: str) -> int:
     """`hdfs dfs <args>` (org.apache.hadoop.fs.FsShell) against this HDFS; returns its exit code."""
     lay = Layout(cfg)
     return subprocess.call(_java(lay, "256m", "org.apache.hadoop.fs.FsShell", *args,
-                                 name="fsshell") + [], env=_env(lay))
+                                 name="fsshell", user=submitter()), env=_env(lay, daemon=False))
 
 
 # -- `ecomlake hadoop ...` ------------------------------------------------------------------------
@@ -463,8 +578,11 @@ def cmd_hadoop(args, cfg) -> int:
         return dfs(cfg, *args_)
     else:
         daemons, state, live, nms = status(cfg)
+        lay = Layout(cfg)
         for d, ok in daemons:
-            print(f"{d.name:<16} {d.address:<16} {'answers' if ok else 'NOT ANSWERING'}")
+            pid = lay.process(d).pid()
+            who = f" (pid {pid}, user {_process_owner(pid)})" if pid else ""
+            print(f"{d.name:<16} {d.address:<16} {'answers' if ok else 'NOT ANSWERING'}{who}")
         print(f"HDFS {state}, {live} live DataNode(s); YARN {nms} active NodeManager(s)")
         return 0 if all(ok for _, ok in daemons) and state == "Operational" and live and nms else 1
     return 0
