@@ -70,11 +70,16 @@ def staging_tables(wh, spark, table=TABLE):
         conn.close()
 
 
+# The SIGKILL test publishes into schemas of its own: others' publishes of sales_by_product
+# into the shared warehouses must not change what it reads between two steps.
+KILL_SCHEMAS = {"postgres": {"schema": "pub_kill"}, "db2": {"schema": "PUBKILL"}}
+
+
 def publish_job(lake_root, target, kill_after=None):
     """Run `spark-submit.sh publish` for TABLE; with kill_after, SIGKILL the whole process group
     as soon as a log line containing that text appears. Returns (exit code, output)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
-           "ECOMLAKE_OVERRIDES": json.dumps({"lake": {"root": str(lake_root)}})}
+           "ECOMLAKE_OVERRIDES": json.dumps({"lake": {"root": str(lake_root)}, **KILL_SCHEMAS})}
     proc = subprocess.Popen([str(PROJECT_ROOT / "spark-submit.sh"), "publish", "--target", target,
                              "--tables", TABLE], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env, start_new_session=True)
@@ -90,8 +95,9 @@ def publish_job(lake_root, target, kill_after=None):
 
 @pytest.mark.parametrize("target,rows", [("postgres", 100_000), ("db2", 40_000)])
 def test_publish_survives_sigkill_at_every_stage(spark, tmp_path, target, rows):
-    cfg = load_config("local", overrides={"lake": {"root": str(tmp_path / "lake")}})
+    cfg = load_config("local", overrides={"lake": {"root": str(tmp_path / "lake")}, **KILL_SCHEMAS})
     wh = {"postgres": PostgresWarehouse, "db2": DB2Warehouse}[target](cfg)
+    _reset_schema(wh, spark)
     old, new = gold_frame(spark, rows // 2, 3), gold_frame(spark, rows, 5)
     old_totals, new_totals = totals(spark, old), totals(spark, new)
 
@@ -103,11 +109,11 @@ def test_publish_survives_sigkill_at_every_stage(spark, tmp_path, target, rows):
     delta.overwrite(new, cfg, f"gold.{TABLE}")
     # killed while Spark writes the staging table: readers still see the old rows
     rc, out = publish_job(tmp_path / "lake", target, kill_after="into staging")
-    assert rc == -signal.SIGKILL
+    assert rc == -signal.SIGKILL, out[-3000:]
     assert target_totals(wh, spark) == old_totals
     # killed once staging is reconciled, around the swap: old or new, never a mixture
     rc, out = publish_job(tmp_path / "lake", target, kill_after="reconciled with gold")
-    assert rc == -signal.SIGKILL
+    assert rc == -signal.SIGKILL, out[-3000:]
     assert target_totals(wh, spark) in (old_totals, new_totals)
     assert staging_tables(wh, spark), "a killed run leaves its staging table behind"
     # the next run cleans up and finishes the job
@@ -119,6 +125,27 @@ def test_publish_survives_sigkill_at_every_stage(spark, tmp_path, target, rows):
     # killed after the commit: the new rows stay
     rc, out = publish_job(tmp_path / "lake", target, kill_after="published")
     assert target_totals(wh, spark) == new_totals
+    # gold unchanged: the next run publishes nothing
+    rc, out = publish_job(tmp_path / "lake", target)
+    assert rc == 0, out[-3000:]
+    assert f"skipped: gold.{TABLE} version 1 already published" in out
+    assert target_totals(wh, spark) == new_totals
+    _reset_schema(wh, spark)
+
+
+def _reset_schema(wh, spark):
+    """Empty the test's own schema (PostgreSQL: create it if need be)."""
+    conn = wh.connect(spark)
+    try:
+        if isinstance(wh, PostgresWarehouse):
+            conn.execute(f"DROP SCHEMA IF EXISTS {wh.ident(wh.schema)} CASCADE")
+            conn.execute(f"CREATE SCHEMA {wh.ident(wh.schema)}")
+        else:
+            for t in conn.tables(wh.norm(wh.schema)):
+                conn.execute(f"DROP TABLE {wh.qualified(t)}")
+        conn.commit()
+    finally:
+        conn.close()
 
 
 @pytest.mark.parametrize("wh_class", [PostgresWarehouse, DB2Warehouse])
