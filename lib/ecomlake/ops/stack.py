@@ -25,11 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ecomlake.config import PROJECT_ROOT, STACK_ENV_FILE, Config, read_env_file
-from ecomlake.ops.supervise import Supervised, alive, port_open
-
-# `ecomlake.ops.bi` imports `_alive` from here until it moves onto ecomlake.ops.supervise;
-# `port_open` stays importable from here too.
-_alive = alive
+from ecomlake.ops.supervise import Supervised, port_open
 
 log = logging.getLogger(__name__)
 
