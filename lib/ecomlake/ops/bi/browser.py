@@ -67,7 +67,10 @@ def chromium(log_file: Path | None = None) -> Iterator[webdriver.Chrome]:
                 "--remote-debugging-address=127.0.0.1", f"--window-size={WIDTH},{HEIGHT}"):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    service = Service(executable_path=chromedriver_binary(),
+    # chromedriver's default (INFO) log holds every command with its arguments: the password
+    # typed into the login form too. WARNING and above only (tests/integration/test_security.py
+    # scans the stack's logs for every secret).
+    service = Service(executable_path=chromedriver_binary(), service_args=["--log-level=WARNING"],
                       log_output=str(log_file) if log_file else None)
     driver = webdriver.Chrome(options=opts, service=service)
     try:
