@@ -85,6 +85,43 @@ def sources_stamp(cfg) -> tuple:
     return tables, hashlib.sha256("\n".join(docs).encode()).hexdigest()
 
 
+class ArgvWatcher:
+    """Every process's command line, sampled by `ps` in a thread until stopped."""
+
+    def __init__(self, interval: float = 0.2):
+        import threading
+
+        self.interval, self.seen, self.samples = interval, set(), 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import subprocess
+
+        while not self._stop.is_set():
+            ps = subprocess.run(["ps", "-eww", "-o", "args="], capture_output=True, text=True)
+            self.seen.update(ps.stdout.splitlines())
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def stack_secrets(cfg) -> dict[str, str]:
+    """Every secret the stack generated (stack.env), as the servers use them."""
+    from ecomlake.config import STACK_ENV_FILE, read_env_file
+
+    values = read_env_file(cfg.stack_dir / STACK_ENV_FILE)
+    assert values, f"no {cfg.stack_dir / STACK_ENV_FILE}: run `ecomlake stack up`"
+    return {k: os.environ.get(k, v) for k, v in values.items()}
+
+
 class CourseLake:
     """The course data run through `./spark-submit.sh pipeline` into a throwaway lake: its
     config, and the environment (ECOMLAKE_OVERRIDES) that points a job or notebook at it."""
@@ -94,13 +131,15 @@ class CourseLake:
         self.cfg = load_config("local", overrides={"lake": {"root": str(root)}})
         self.env = overrides_env(lake={"root": str(root)})
         self.sources = None
+        self.events = root.parent / "events"   # the Spark event log of the last build
+        self.watched = None                     # (process, ArgvWatcher) of the last build
 
-    def submit(self, job, *args, timeout=900):
+    def submit(self, job, *args, timeout=1800, env=None):
         import subprocess
 
         proc = subprocess.run([str(PROJECT_ROOT / "spark-submit.sh"), job, *args],
                               capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, **self.env})
+                              env={**os.environ, **(env or self.env)})
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         return proc
 
@@ -111,7 +150,17 @@ class CourseLake:
 
         capstone.load(self.cfg)
         self.sources = sources_stamp(self.cfg)
-        self.submit("pipeline", "--run-date", COURSE_RUN_DATE)
+        # The run is also the security tests' witness (tests/integration/test_security.py): its
+        # passwords come through the environment, as Airflow and CI give them, its Spark event
+        # log is on (plain JSON lines), and `ps` watches every command line while it runs.
+        self.events.mkdir(parents=True, exist_ok=True)
+        env = {**stack_secrets(self.cfg), **overrides_env(
+            lake={"root": str(self.root)},
+            spark={"conf": {"spark.eventLog.enabled": "true", "spark.eventLog.compress": "false",
+                            "spark.eventLog.dir": self.events.as_uri()}})}
+        with ArgvWatcher() as watcher:
+            proc = self.submit("pipeline", "--run-date", COURSE_RUN_DATE, env=env)
+        self.watched = (proc, watcher)
 
     def current(self):
         """This lake, with the sources holding exactly the rows it was built from, as a test

@@ -12,28 +12,24 @@ import os
 import pwd
 import stat
 import subprocess
-import threading
-import time
+from pathlib import Path
 
 import mysql.connector
 import pytest
 from mysql.connector import errorcode
 
 from ecomlake.ops import stack
-from ecomlake.config import (PROJECT_ROOT, SECRETS_FILE_VAR, STACK_ENV_FILE, ConfigError,
+from ecomlake.config import (PROJECT_ROOT, STACK_ENV_FILE, ConfigError,
                              load_config, load_tables, read_env_file)
 from ecomlake.io import mysql as my
 
+from tests.conftest import stack_secrets
+
 RUN_DATE = "2026-11-25"
 WRONG = "Wr0ng-pa55\\word'x"      # a backslash and a quote: escaped, never interpreted
-AIRFLOW_VENV = PROJECT_ROOT / ".local" / "airflow" / "venv"
 
 
-def secrets(cfg) -> dict[str, str]:
-    """Every secret the stack generated (stack.env), as the servers use them."""
-    values = read_env_file(cfg.stack_dir / STACK_ENV_FILE)
-    assert values, f"no {cfg.stack_dir / STACK_ENV_FILE}: run `ecomlake stack up`"
-    return {k: os.environ.get(k, v) for k, v in values.items()}
+secrets = stack_secrets   # every secret of stack.env, as the servers use them
 
 
 def leaked(text: str, values: dict[str, str]) -> list[str]:
@@ -180,51 +176,13 @@ def test_wrong_password_stops_a_job_with_exit_2_and_is_never_printed(
 
 # -- a pipeline run keeps every secret to itself -----------------------------------------------
 
-class ArgvWatcher(threading.Thread):
-    """Every process's command line, sampled until stopped (as `ps` would show them)."""
-
-    def __init__(self, interval: float = 0.2):
-        super().__init__(daemon=True)
-        self.interval, self.seen, self.samples = interval, set(), 0
-        self._stop_event = threading.Event()
-
-    def run(self):
-        while not self._stop_event.is_set():
-            ps = subprocess.run(["ps", "-eww", "-o", "args="], capture_output=True, text=True)
-            self.seen.update(ps.stdout.splitlines())
-            self.samples += 1
-            self._stop_event.wait(self.interval)
-
-    def stop(self):
-        self._stop_event.set()
-        self.join()
-
-
 @pytest.fixture(scope="module")
-def watched_run(cfg, tmp_path_factory):
-    """One `./spark-submit.sh pipeline` on the course data into a throwaway lake, with the Spark
-    event log on, watched by `ps` while it runs. The passwords reach it through the environment,
-    as Airflow and CI give them."""
-    from ecomlake.ops.sources import capstone
-
-    capstone.load(cfg)
-    root = tmp_path_factory.mktemp("security-run")
-    events = root / "events"
-    events.mkdir()
-    overrides = json.loads(os.environ.get("ECOMLAKE_OVERRIDES") or "{}")
-    overrides["lake"] = {"root": str(root / "lake")}
-    overrides["spark"] = {"conf": {"spark.eventLog.enabled": "true",   # plain JSON lines
-                                   "spark.eventLog.compress": "false",
-                                   "spark.eventLog.dir": events.as_uri()}}
-    watcher = ArgvWatcher()
-    watcher.start()
-    try:
-        proc = submit("pipeline", "--run-date", RUN_DATE, timeout=1200,
-                      env={**secrets(cfg), "ECOMLAKE_OVERRIDES": json.dumps(overrides)})
-    finally:
-        watcher.stop()
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc, watcher, events
+def watched_run(course_lake):
+    """The session's `./spark-submit.sh pipeline` on the course data (tests/conftest.py): its
+    passwords came through the environment, its Spark event log was on, and `ps` watched every
+    command line while it ran."""
+    proc, watcher = course_lake.watched
+    return proc, watcher, course_lake.events
 
 
 def test_pipeline_process_arguments_hold_no_secret(cfg, watched_run):
@@ -251,28 +209,14 @@ def test_spark_event_log_holds_no_secret(cfg, watched_run):
     assert not leaked(text, secrets(cfg))
 
 
-def test_airflow_task_log_holds_no_secret(cfg, tmp_path_factory):
-    """The task that uses a password (bronze_mysql), run by `airflow tasks test` against the
-    course data; plus any task logs test_airflow_dags_test.py left in this session."""
-    assert (AIRFLOW_VENV / "bin" / "airflow").exists(), (
-        f"no Airflow at {AIRFLOW_VENV}: run stack/airflow/install.sh (make airflow)")
-    home = tmp_path_factory.mktemp("security-airflow")
-    overrides = json.loads(os.environ.get("ECOMLAKE_OVERRIDES") or "{}")
-    overrides["lake"] = {"root": str(home / "lake")}
-    env = {**os.environ, "AIRFLOW_HOME": str(home), "ECOMLAKE_DAG_RETRIES": "0",
-           "ECOMLAKE_OVERRIDES": json.dumps(overrides)}
-    run_sh = str(PROJECT_ROOT / "stack" / "airflow" / "run.sh")
-    text = ""
-    for args in (("db", "migrate"), *(("tasks", "test", "ecommerce_daily", task, RUN_DATE)
-                                     for task in ("package_lib", "bronze_mysql"))):
-        proc = subprocess.run([run_sh, *args], env=env, capture_output=True, text=True,
-                              timeout=900)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        text += proc.stdout + proc.stderr
+def test_airflow_task_log_holds_no_secret(cfg, dag_run, airflow_env):
+    """The session's `airflow dags test` of ecommerce_daily (tests/integration/conftest.py):
+    every task's log, the ones that use a password (bronze_mysql, publish_*) included."""
+    home = Path(airflow_env["AIRFLOW_HOME"])
+    text = dag_run.output + "".join(p.read_text(errors="replace") for p in home.rglob("*.log"))
+    for task in ("bronze_mysql", "publish_postgres", "publish_db2"):
+        assert task in text, f"no log of task {task} in the DAG run's output"
     assert "bronze finished" in text or "bronze: " in text, text[-3000:]
-    base = tmp_path_factory.getbasetemp()
-    for log_file in [*home.rglob("*.log"), *base.glob("airflow-home*/**/*.log")]:
-        text += log_file.read_text(errors="replace")
     assert not leaked(text, secrets(cfg))
 
 
