@@ -44,6 +44,16 @@ def published(cfg):
         conn.close()
 
 
+def warehouse_query(wh, sql):
+    """Rows of `sql` on warehouse `wh`, on a connection closed at once (an open reader would
+    block the next publish's swap)."""
+    conn = wh.connect()
+    try:
+        return conn.query(sql)
+    finally:
+        conn.close()
+
+
 def overrides_env(**sections) -> dict:
     """The environment that points a subprocess (job, DAG run, notebook) at `sections`, e.g.
     lake={"root": ...}: merged over the caller's own $ECOMLAKE_OVERRIDES (which may point the

@@ -15,6 +15,8 @@ from ecomlake.errors import ReconciliationError
 from ecomlake.io import delta
 from ecomlake.io.warehouse import DB2Warehouse, PostgresWarehouse
 
+from tests.conftest import warehouse_query
+
 TABLE = "sales_by_product"
 PROBES = ("recon_probe", "rerun_probe", "copy_probe", "swap_probe")
 
@@ -203,14 +205,6 @@ def test_materialized_total_sales_per_country_is_refreshed(spark, cfg):
     assert rows == [("Argentina", Decimal("3.50")), ("Austria", Decimal("4.00"))]
 
 
-def _pg_rows(wh, sql):
-    conn = wh.connect()
-    try:
-        return conn.query(sql)
-    finally:
-        conn.close()
-
-
 @pytest.mark.parametrize("bulk_write", ["copy", "jdbc"])
 def test_postgres_rows_arrive_exactly_by_copy_and_by_jdbc(spark, bulk_write):
     """Values CSV could mangle (delimiters, quotes, newlines, empty text vs NULL, unicode,
@@ -230,7 +224,7 @@ def test_postgres_rows_arrive_exactly_by_copy_and_by_jdbc(spark, bulk_write):
              F.expr("timestamp_micros(1583058030123456 + id * 86400000000)").alias("at"),
              F.expr("date_add(DATE'2020-02-28', id)").alias("day"))
     publish.publish_table(spark, wh, "copy_probe", df, ["id"])
-    rows = _pg_rows(wh, 'SELECT id, label, flag, ratio, amount, "at", "day" FROM '
+    rows = warehouse_query(wh, 'SELECT id, label, flag, ratio, amount, "at", "day" FROM '
                         '"public"."copy_probe" ORDER BY id')
     start = dt.datetime(2020, 3, 1, 10, 20, 30, 123456, tzinfo=dt.timezone.utc)
     expected = [(i, t, i % 2 == 0 if i != 5 else None, i * 1.5 if i != 4 else None,
@@ -251,7 +245,7 @@ def test_postgres_swap_keeps_grants_views_and_logs_the_publish(spark, cfg):
     # replaced by the rename swap: the grant is carried over to the new table
     publish.publish_table(spark, wh, "swap_probe", gold_frame(spark, 60, 2), ["product_id"],
                           run_id="probe-run-2")
-    assert _pg_rows(wh, "SELECT grantee, privilege_type FROM information_schema.role_table_grants "
+    assert warehouse_query(wh, "SELECT grantee, privilege_type FROM information_schema.role_table_grants "
                         "WHERE table_name = 'swap_probe' AND grantee = 'PUBLIC'") == [("PUBLIC", "SELECT")]
     assert target_totals(wh, spark, "swap_probe") == totals(spark, gold_frame(spark, 60, 2))
 
@@ -263,9 +257,9 @@ def test_postgres_swap_keeps_grants_views_and_logs_the_publish(spark, cfg):
     conn.close()
     publish.publish_table(spark, wh, "swap_probe", gold_frame(spark, 70, 3), ["product_id"],
                           run_id="probe-run-3")
-    assert _pg_rows(wh, 'SELECT u FROM "public"."swap_probe_view"') == \
+    assert warehouse_query(wh, 'SELECT u FROM "public"."swap_probe_view"') == \
         [(sum(i % 7 + 3 for i in range(1, 71)),)]
-    log_rows = _pg_rows(wh, "SELECT run_id, row_count FROM publish_log WHERE table_name = "
+    log_rows = warehouse_query(wh, "SELECT run_id, row_count FROM publish_log WHERE table_name = "
                             "'swap_probe' ORDER BY published_at DESC LIMIT 2")
     assert log_rows == [("probe-run-3", 70), ("probe-run-2", 60)]
     conn = wh.connect()

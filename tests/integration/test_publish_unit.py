@@ -16,6 +16,8 @@ from ecomlake.config import load_config
 from ecomlake.io import delta
 from ecomlake.io.warehouse import DB2Warehouse, PostgresWarehouse
 
+from tests.conftest import warehouse_query
+
 PG_SCHEMA, DB2_SCHEMA = "pub_unit", "PUBUNIT"
 DIM, FACT = "pu_dimdate", "pu_factsales"
 KEYS = {DIM: ["dateid"], FACT: ["orderid"]}
@@ -167,17 +169,9 @@ def test_publish_log_without_gold_version_is_migrated(spark, unit_cfg):
     conn.close()
     write_gold(unit_cfg, **{DIM: dim_frame(spark, 1, 5)})
     assert [r.rows for r in publish.publish_tables(spark, wh, gold(spark, unit_cfg, DIM))] == [5]
-    rows = sorted(_pg(wh, f'SELECT run_id, row_count, gold_version FROM "{PG_SCHEMA}".publish_log'),
+    rows = sorted(warehouse_query(wh, f'SELECT run_id, row_count, gold_version FROM "{PG_SCHEMA}".publish_log'),
                   key=str)
     assert rows == [("", 5, 0), ("old", 3, None)]
-
-
-def _pg(wh, sql):
-    conn = wh.connect()
-    try:
-        return conn.query(sql)
-    finally:
-        conn.close()
 
 
 def test_reader_never_sees_a_fact_without_its_dimension(spark, unit_cfg):
