@@ -13,6 +13,25 @@ from ecomlake.io import delta
 
 log = logging.getLogger(__name__)
 TOP_N = 5
+# What run() reads from the lake and writes to it (ecomlake.builds skips it when none changed).
+READS = ["gold.FactSales", "gold.DimDate"]
+WRITES = ["searchterm_counts", "top_searchterms", "sales_forecast"]
+
+
+def input_files(spark, cfg: Config) -> dict:
+    """The analytics settings and, for each file it reads (search terms, the pretrained model),
+    its size and modification time."""
+    out = {"settings": repr(cfg.analytics)}
+    for uri in (cfg.uri(cfg.analytics.searchterms), cfg.uri(cfg.analytics.pretrained_model)):
+        path = spark._jvm.org.apache.hadoop.fs.Path(uri)
+        fs = path.getFileSystem(spark._jsc.hadoopConfiguration())
+        if fs.exists(path):
+            status = fs.getFileStatus(path)
+            out[uri] = f"{fs.getContentSummary(path).getLength()} bytes, " \
+                       f"modified {status.getModificationTime()}"
+        else:
+            out[uri] = "missing"
+    return out
 
 
 def read_searchterms(spark, path: str) -> DataFrame:

@@ -84,14 +84,17 @@ def watermark_window(spark, cfg: Config, table: str, spec: TableSpec, batch_id: 
 
 
 def replace_batch(spark, cfg: Config, name: str, df: DataFrame, batch_id: str,
-                  run_date: dt.date) -> int:
+                  run_date: dt.date) -> tuple[int, bool]:
+    """(rows of the batch, whether an earlier attempt's identical batch was kept uncommitted)."""
     before = delta.version(spark, cfg, name) if delta.exists(spark, cfg, name) else None
-    delta.replace_batch(df, cfg, name, batch_id, "_ingest_date", run_date)
+    kept = delta.replace_batch(df, cfg, name, batch_id, "_ingest_date", run_date)
+    if kept is not None:
+        return kept, True
     version, n = delta.written(spark, cfg, name)
     if version == before:   # an empty batch made no commit: the last one is an earlier batch's
         n = 0
     log.info("%s: batch %s has %d rows (Delta version %d)", name, batch_id, n, version)
-    return n
+    return n, False
 
 
 def ingest_mysql(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
@@ -107,9 +110,15 @@ def ingest_mysql(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
                             where=where)
     source = f"mysql:{cfg.mysql.database}.{table}"
     out = rows.transform(with_audit_columns(source, batch_id, run_date, ingested_at))
-    n = replace_batch(spark, cfg, f"bronze.{table}", out, batch_id, run_date)
-    # a backfill re-reads a date range; it does not move the mark
-    return n, (None if backfill and not full_refresh else upper)
+    n, kept = replace_batch(spark, cfg, f"bronze.{table}", out, batch_id, run_date)
+    if backfill and not full_refresh:
+        return n, None   # a backfill re-reads a date range; it does not move the mark
+    if (kept or n == 0) and upper is not None:
+        # A rerun that read exactly the rows of the earlier attempt (or none, as it did) found
+        # nothing stamped between that attempt's mark and this one: the earlier mark stays (a
+        # lower mark only reads more next time), so the batch's record needs no commit either.
+        upper = reconcile.batch_watermark(spark, cfg, table, batch_id) or upper
+    return n, upper
 
 
 def recover_mysql(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
@@ -148,7 +157,7 @@ def ingest_mongo(spark, cfg: Config, collection: str, batch_id: str, run_date: d
     out = (docs.transform(with_extra_fields(extra))
            .transform(with_delta_safe_names(schemas.DELTA_NAMES))
            .transform(with_audit_columns(source, batch_id, run_date, ingested_at)))
-    return replace_batch(spark, cfg, f"bronze.{collection}", out, batch_id, run_date)
+    return replace_batch(spark, cfg, f"bronze.{collection}", out, batch_id, run_date)[0]
 
 
 def record_deletes(spark, cfg: Config, table: str, batch_id: str, run_date: dt.date,
@@ -162,4 +171,4 @@ def record_deletes(spark, cfg: Config, table: str, batch_id: str, run_date: dt.d
         log.info("%s: no keys deleted in the source (no commit)", name)
         return 0
     out = gone.transform(with_audit_columns(f"keys:{table}", batch_id, run_date, ingested_at))
-    return replace_batch(spark, cfg, name, out, batch_id, run_date)
+    return replace_batch(spark, cfg, name, out, batch_id, run_date)[0]

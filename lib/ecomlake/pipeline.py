@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import functions as F
 
-from ecomlake import bronze, gold, reconcile, silver
+from ecomlake import bronze, builds, gold, quality, reconcile, schemas, silver
 from ecomlake.config import Config, load_tables
 from ecomlake.io import delta, mongo, mysql
 from ecomlake.io.warehouse import WAREHOUSES, warehouse
@@ -17,6 +17,18 @@ from ecomlake.publish import publish_tables, read_gold
 from ecomlake.spark import in_parallel
 
 log = logging.getLogger(__name__)
+
+# A release that changes how silver or gold is computed rebuilds them (see ecomlake.builds).
+SILVER_CODE = builds.code_hash(silver, quality, schemas)
+GOLD_CODE = builds.code_hash(gold)
+
+
+def gold_shape() -> dict:
+    """What shapes gold beside silver: its code and the reference lists (conf/reference)."""
+    from ecomlake.config import REFERENCE_DIR
+    files = sorted(REFERENCE_DIR.glob("*"))
+    return {"code": GOLD_CODE,
+            "reference": builds.text_hash("".join(f.name + f.read_text() for f in files))}
 
 
 @dataclass(frozen=True)
@@ -79,48 +91,103 @@ def stage_bronze(spark, cfg: Config, run: Run) -> None:
     reconcile.record(spark, cfg, results)
 
 
+def silver_build(name: str, spec) -> tuple[str, list[str], list[str], dict]:
+    """(build name, tables read, tables written, what else shapes it) of silver.<name>."""
+    reads = [f"bronze.{name}", f"bronze.{name}_deletes"]
+    writes = [f"silver.{name}", f"silver.{name}_quarantine"] + \
+        ([f"silver.{name}_history"] if spec.history else [])
+    return f"silver.{name}", reads, writes, {"spec": repr(spec), "code": SILVER_CODE}
+
+
 def stage_silver(spark, cfg: Config, run: Run) -> None:
     def build(item):
         name, spec = item
         if not delta.exists(spark, cfg, f"bronze.{name}"):
             log.warning("silver.%s: no bronze table yet, skipped", name)
             return
-        counts = silver.build_table(spark, cfg, name, spec, run.batch_id, run.run_date)
+        what, reads, writes, shape = silver_build(name, spec)
+        if builds.up_to_date(spark, cfg, what, reads, writes, force=run.full_refresh,
+                             batch=run.batch_id, **shape):
+            run.summary[f"silver.{name} (unchanged: skipped)"] = "-"
+        elif empty_batch(spark, cfg, name, run, writes):
+            log.info("silver.%s: batch %s brought no rows and no deletions: nothing to merge "
+                     "(no commit)", name, run.batch_id)
+            run.summary[f"silver.{name} (empty batch: skipped)"] = "-"
+        else:
+            counts = silver.build_table(spark, cfg, name, spec, run.batch_id, run.run_date)
+            builds.record(spark, cfg, what, reads, writes, batch=run.batch_id, **shape)
+            run.summary[f"silver.{name}_quarantine (this batch)"] = counts.quarantined
         n_silver = delta.read(spark, cfg, f"silver.{name}").count()
         run.summary[f"silver.{name}"] = n_silver
-        run.summary[f"silver.{name}_quarantine (this batch)"] = counts.quarantined
+        # every run proves its completeness, a skipped build too
         reconcile.verify_silver(spark, cfg, name, spec, run.batch_id, n_silver)
 
     # independent tables: two at a time (see ecomlake.spark.in_parallel)
     in_parallel(build, list(load_tables().items()))
 
 
+def empty_batch(spark, cfg: Config, name: str, run: Run, writes: list[str]) -> bool:
+    """Whether this run's bronze batch of `name` holds no row and no deletion, and silver's
+    tables exist already (a first run creates them, empty or not)."""
+    partition = ("_ingest_date", run.run_date)
+    return (not run.full_refresh and all(delta.exists(spark, cfg, t) for t in writes)
+            and not delta.has_batch(spark, cfg, f"bronze.{name}", run.batch_id, partition)
+            and not delta.has_batch(spark, cfg, f"bronze.{name}_deletes", run.batch_id,
+                                    partition))
+
+
+# What gold reads; it writes every gold table.
+GOLD_READS = ["silver.sales_data", "silver.electronics", "silver.customers_history",
+              "silver.electronics_history", "silver.inventory"]
+
+
 def stage_gold(spark, cfg: Config, run: Run) -> None:
+    writes = [f"gold.{name}" for name in gold.GOLD_TABLES]
+    shape = gold_shape()
+    if builds.up_to_date(spark, cfg, "gold", GOLD_READS, writes, force=run.full_refresh,
+                         **shape):
+        run.summary["gold (unchanged: skipped)"] = "-"
+        return
     for name, n in gold.build(spark, cfg).items():
         run.summary[f"gold.{name}"] = n
+    builds.record(spark, cfg, "gold", GOLD_READS, writes, **shape)
 
 
 def stage_publish(spark, cfg: Config, run: Run) -> None:
     """Each warehouse gets the gold tables that changed since its last publish, in one
-    transaction (see ecomlake.publish); unchanged ones are skipped, --republish forces them."""
+    transaction (see ecomlake.publish); unchanged ones are skipped, --republish forces them.
+    The warehouses are independent: both are published at the same time, and a failure of one
+    stops the job once the other is done."""
     names = run.tables or tuple(gold.GOLD_TABLES)
     tables = [read_gold(spark, cfg, name, gold.GOLD_TABLES.get(name, [])) for name in names]
-    for target in run.targets:
+
+    def publish_to(target):
         wh = warehouse(target, cfg)
         results = publish_tables(spark, wh, tables, run.batch_id,
                                  republish=run.republish or run.full_refresh)
-        for result in results:
-            run.summary[f"{target}: {wh.qualified(result.table)}"] = result.rows
+        out = {f"{target}: {wh.qualified(result.table)}": result.rows for result in results}
         for obj in (results[0].derived if results else ()):
-            run.summary[f"{target}: {wh.qualified(obj)} (refreshed)"] = "-"
+            out[f"{target}: {wh.qualified(obj)} (refreshed)"] = "-"
         if not results:
-            run.summary[f"{target}: (gold unchanged, nothing published)"] = 0
+            out[f"{target}: (gold unchanged, nothing published)"] = 0
+        return out
+
+    for out in in_parallel(publish_to, list(run.targets)):
+        run.summary.update(out)
 
 
 def stage_analytics(spark, cfg: Config, run: Run) -> None:
     from ecomlake import analytics
+    reads, writes = analytics.READS, [f"gold.{name}" for name in analytics.WRITES]
+    shape = {"inputs": analytics.input_files(spark, cfg),
+             "code": builds.code_hash(analytics)}
+    if builds.up_to_date(spark, cfg, "analytics", reads, writes, force=run.full_refresh,
+                         **shape):
+        run.summary["analytics (unchanged: skipped)"] = "-"
+        return
     for name, n in analytics.run(spark, cfg).items():
         run.summary[f"gold.{name}"] = n
+    builds.record(spark, cfg, "analytics", reads, writes, **shape)
 
 
 def stage_weblog(spark, cfg: Config, run: Run) -> None:

@@ -46,23 +46,30 @@ class PublishResult:
 class GoldTable:
     """A gold table as one publish reads it: pinned to one Delta version."""
     name: str
-    df: DataFrame
+    df: DataFrame | None           # None: read at `version` when it is published (gold_frame)
     primary_key: list[str]
     version: int | None = None     # None: unknown, always published
     table_id: str | None = None
+    path: str | None = None
 
 
 def read_gold(spark, cfg, name: str, primary_key: list[str]) -> GoldTable:
     """gold.<name> at its current version, with that version and the table's id (a table
-    rebuilt from scratch, or another lake's, starts its versions again: the id tells)."""
-    from delta.tables import DeltaTable
+    rebuilt from scratch, or another lake's, starts its versions again: the id tells). Both come
+    from the table's _delta_log files; the data is read only if the table is published."""
+    version = delta.latest_version(spark, cfg, f"gold.{name}")
+    if version is None:
+        raise FileNotFoundError(f"gold.{name}: no Delta table at {delta.path(cfg, f'gold.{name}')}"
+                                " (run the gold stage first)")
+    return GoldTable(name, None, primary_key, version, delta.table_id(spark, cfg, f"gold.{name}"),
+                     delta.path(cfg, f"gold.{name}"))
 
-    path = delta.path(cfg, f"gold.{name}")
-    table = DeltaTable.forPath(spark, path)
-    version = int(table.history(1).collect()[0]["version"])
-    table_id = table.detail().select("id").collect()[0][0]
-    df = spark.read.format("delta").option("versionAsOf", version).load(path)
-    return GoldTable(name, df, primary_key, version, table_id)
+
+def gold_frame(spark, t: GoldTable) -> DataFrame:
+    """The table's rows at the version the publish pinned."""
+    if t.df is None:
+        t.df = spark.read.format("delta").option("versionAsOf", t.version).load(t.path)
+    return t.df
 
 
 def staging_prefix(table: str) -> str:
@@ -222,7 +229,7 @@ def _leftovers(wh: Warehouse, conn, tables: list[GoldTable]) -> list[str]:
 def _stage(spark, wh: Warehouse, conn, t: GoldTable, created: list[str]):
     """Create t's staging table, fill it and reconcile it with gold; returns (columns, rows).
     The staging table's name is appended to `created` as soon as it exists."""
-    df = t.df
+    df = gold_frame(spark, t)
     expected, string_lengths = profile(df)
     columns = wh.columns(df.schema, string_lengths)
     staging = staging_prefix(t.name) + uuid.uuid4().hex[:8]

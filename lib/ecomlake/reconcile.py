@@ -191,7 +191,8 @@ def reconcile(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
 
 
 def record(spark, cfg: Config, results: list[Reconciliation]) -> None:
-    """Keep the batches' marks and counts in bronze._batches (a rerun replaces its rows)."""
+    """Keep the batches' marks and counts in bronze._batches (a rerun replaces its rows; one
+    that found exactly what they say makes no commit)."""
     if not results:
         return
     df = spark.createDataFrame([r.row() for r in results], BATCHES_SCHEMA)
@@ -199,9 +200,24 @@ def record(spark, cfg: Config, results: list[Reconciliation]) -> None:
     batch_id = results[0].batch_id
     writer = df.write.format("delta").partitionBy("table")
     if delta.exists(spark, cfg, BATCHES):
+        old = delta.read(spark, cfg, BATCHES).filter(
+            F.col("table").isin([r.table for r in results]) & (F.col("_batch_id") == batch_id))
+        if sorted(map(tuple, old.select(*BATCHES_SCHEMA.names).collect()), key=repr) == \
+                sorted((r.row() for r in results), key=repr):
+            log.info("%s: batch %s recorded as it was (no commit)", BATCHES, batch_id)
+            return
         writer = writer.mode("overwrite").option(
             "replaceWhere", f"`table` IN ({tables}) AND _batch_id = '{batch_id}'")
     writer.save(delta.path(cfg, BATCHES))
+
+
+def batch_watermark(spark, cfg: Config, table: str, batch_id: str):
+    """The high-water mark batch `batch_id` itself recorded for `table`, or None."""
+    if not delta.exists(spark, cfg, BATCHES):
+        return None
+    return (delta.read(spark, cfg, BATCHES)
+            .filter((F.col("table") == table) & (F.col("_batch_id") == batch_id))
+            .agg(F.max("watermark")).collect()[0][0])
 
 
 def stored_watermark(spark, cfg: Config, table: str, batch_id: str):

@@ -8,6 +8,7 @@ import os
 import subprocess
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -86,16 +87,52 @@ def snapshot(spark, cfg, tables):
             for t in tables}
 
 
+def delta_versions(lake_root) -> dict[str, int]:
+    """Every Delta table under the lake -> its latest version, from the file names in its
+    _delta_log (plain file system, not Delta's reader)."""
+    out = {}
+    for log_dir in Path(lake_root).rglob("_delta_log"):
+        commits = [int(f.name[:-5]) for f in log_dir.glob("*.json") if f.name[:-5].isdigit()]
+        out[str(log_dir.parent.relative_to(lake_root))] = max(commits)
+    return out
+
+
+def publish_logs(cfg, spark):
+    """Both warehouses' publish_log rows, as they are."""
+    out = {}
+    for wh in (PostgresWarehouse(cfg), DB2Warehouse(cfg)):
+        conn = wh.connect(spark)
+        try:
+            out[type(wh).__name__] = sorted(map(tuple, conn.query(
+                f"SELECT * FROM {wh.qualified(wh.PUBLISH_LOG)}")), key=repr)
+        finally:
+            conn.close()
+    return out
+
+
 def test_pipeline_rerun_same_date_changes_nothing(first_run, spark, cfg):
+    """A retried run of a date whose sources did not change makes no Delta commit in any table
+    of the lake and writes nothing to either warehouse; the log says what it skipped."""
     lake_cfg = first_run.cfg
     tables = ["bronze.sales_data", "bronze.electronics", "silver.sales_data",
               "silver.electronics", "gold.sales_by_product"]
     before = snapshot(spark, lake_cfg, tables)
+    versions = delta_versions(lake_cfg.lake_root)
+    assert {"bronze/sales_data", "silver/sales_data", "gold/FactSales", "bronze/_batches",
+            "gold/sales_forecast"} <= set(versions)
+    logs = publish_logs(cfg, spark)
     pg_before = published(cfg)
     proc, _ = submit("pipeline", "--run-date", RUN_DATE, env=first_run.env)
     assert proc.returncode == 0, proc.stdout[-3000:]
+    assert delta_versions(lake_cfg.lake_root) == versions
+    assert publish_logs(cfg, spark) == logs
     assert snapshot(spark, lake_cfg, tables) == before
     assert published(cfg) == pg_before
+    for skipped in ("silver.sales_data: skipped, unchanged", "silver.electronics: skipped",
+                    "gold: skipped, unchanged", "analytics: skipped, unchanged",
+                    f"bronze.sales_data: batch {RUN_DATE} is there from an earlier attempt with "
+                    "exactly these", "skipped: gold.FactSales version"):
+        assert skipped in proc.stdout, skipped
 
 
 def test_pipeline_with_mysql_down_stops_fast_and_writes_nothing(first_run, spark):

@@ -2,6 +2,7 @@
 write of the lake goes through here."""
 from __future__ import annotations
 
+import json
 import logging
 import re
 
@@ -30,6 +31,44 @@ def version(spark, cfg: Config, name: str) -> int:
     return DeltaTable.forPath(spark, path(cfg, name)).history(1).collect()[0]["version"]
 
 
+COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
+
+
+def _fs(spark, location: str):
+    p = spark._jvm.org.apache.hadoop.fs.Path(location)
+    return p.getFileSystem(spark._jsc.hadoopConfiguration()), p
+
+
+def latest_version(spark, cfg: Config, name: str) -> int | None:
+    """The latest committed version of table `name` (None: no table), from the commit files'
+    names in its _delta_log: a directory listing, no replay of the log (version() costs
+    0.3-1 s a table on this machine, this a few milliseconds)."""
+    fs, log_dir = _fs(spark, f"{path(cfg, name)}/_delta_log")
+    if not fs.exists(log_dir):
+        return None
+    versions = [int(m.group(1)) for s in fs.listStatus(log_dir)
+                if (m := COMMIT_FILE.match(s.getPath().getName()))]
+    return max(versions) if versions else None
+
+
+def table_id(spark, cfg: Config, name: str) -> str:
+    """The table's id (set when it was created; a table rebuilt from scratch gets a new one),
+    from the metaData action of its first commit, or from DESCRIBE DETAIL once log clean-up
+    has removed that commit."""
+    fs, first = _fs(spark, f"{path(cfg, name)}/_delta_log/{0:020d}.json")
+    if fs.exists(first):
+        stream = fs.open(first)
+        try:
+            text = spark._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+        finally:
+            stream.close()
+        for line in text.splitlines():
+            action = json.loads(line) if line.strip() else {}
+            if "metaData" in action:
+                return action["metaData"]["id"]
+    return DeltaTable.forPath(spark, path(cfg, name)).detail().select("id").collect()[0][0]
+
+
 def written(spark, cfg: Config, name: str) -> tuple[int, int]:
     """(version, rows written) of the table's last commit, from the Delta log: the row count
     of a write without reading the table again."""
@@ -38,21 +77,49 @@ def written(spark, cfg: Config, name: str) -> tuple[int, int]:
 
 
 def replace_batch(df, cfg: Config, name: str, batch_id: str, partition_by: str,
-                  partition_value) -> None:
+                  partition_value) -> int | None:
     """Append one batch to an append-only table partitioned by `partition_by`, where every row
     of the batch has `partition_value` (bronze: the run date, which a run's batch id is;
     quarantine: the batch id). Rerunning the same batch replaces it (replaceWhere on _batch_id),
-    so a retried run never duplicates rows. Only a rerun pays for replaceWhere: it checks every
-    written row against the predicate and looks for the batch's old files, which measured
-    1.3-1.5 s more than a plain append for 1M rows (benchmarks/)."""
+    so a retried run never duplicates rows, and a rerun that brings exactly the rows already
+    there (audit columns aside) makes no commit at all: it returns that batch's row count then,
+and None when it committed. Only a
+    rerun pays for replaceWhere: it checks every written row against the predicate and looks
+    for the batch's old files, which measured 1.3-1.5 s more than a plain append for 1M rows
+    (benchmarks/)."""
     spark = df.sparkSession
     writer = df.write.format("delta").partitionBy(partition_by)
-    if has_batch(spark, cfg, name, batch_id, (partition_by, partition_value)):
+    if not has_batch(spark, cfg, name, batch_id, (partition_by, partition_value)):
+        writer.mode("append").save(path(cfg, name))
+        return None
+    df = df.persist()   # read once (a JDBC or MongoDB read), compared, then perhaps written
+    try:
+        old = read(spark, cfg, name).filter((F.col(partition_by) == F.lit(partition_value))
+                                            & (F.col("_batch_id") == batch_id))
+        new = content_hash(df)
+        if new == content_hash(old):
+            log.info("%s: batch %s is there from an earlier attempt with exactly these %d rows: "
+                     "kept (no commit)", name, batch_id, new[0])
+            return new[0]
         log.info("%s: batch %s is there from an earlier attempt: replacing it", name, batch_id)
-        writer = writer.mode("overwrite").option("replaceWhere", f"_batch_id = '{batch_id}'")
-    else:
-        writer = writer.mode("append")
-    writer.save(path(cfg, name))
+        (df.write.format("delta").partitionBy(partition_by).mode("overwrite")
+         .option("replaceWhere", f"_batch_id = '{batch_id}'").save(path(cfg, name)))
+        return None
+    finally:
+        df.unpersist()
+
+
+# Audit columns differ between two reads of the same rows; they are no change of content.
+NOT_CONTENT = ("_ingested_at", "_source")
+
+
+def content_hash(df) -> tuple:
+    """(rows, sum and xor of a 64-bit hash of each row's content): equal for two frames with the
+    same multiset of rows, whatever their order, audit columns aside."""
+    row = F.xxhash64(F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns
+                                          if c not in NOT_CONTENT])))
+    r = df.agg(F.count(F.lit(1)), F.sum(row.cast("decimal(38,0)")), F.bit_xor(row)).collect()[0]
+    return tuple(r)
 
 
 def has_batch(spark, cfg: Config, name: str, batch_id: str, partition=None) -> bool:
