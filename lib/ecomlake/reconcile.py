@@ -96,12 +96,18 @@ def quarantine_only_keys(spark, cfg: Config, table: str, keys: list[str],
     return bad
 
 
-def _union(frames: list[DataFrame | None]) -> DataFrame:
-    present = [f for f in frames if f is not None]
-    out = present[0]
-    for f in present[1:]:
-        out = out.unionByName(f)
-    return out.distinct()
+def _where_keys_are(keys: list[str], source: DataFrame,
+                    lake: dict[str, DataFrame | None]) -> DataFrame:
+    """One row per key of `source` or of any part of `lake` (name -> its keys, or None when
+    that part does not exist yet), with a boolean column per part and `source`: whether it
+    holds the key."""
+    names = ["source", *lake]
+    frames = [("source", source), *[(name, df) for name, df in lake.items() if df is not None]]
+    tagged = None
+    for name, df in frames:
+        t = df.select(*keys, *[F.lit(n == name).alias(n) for n in names])
+        tagged = t if tagged is None else tagged.unionByName(t)
+    return tagged.groupBy(*keys).agg(*[F.max(n).alias(n) for n in names])
 
 
 def mass_delete_guard(table: str, spec: TableSpec, n_source: int, n_silver: int,
@@ -143,17 +149,24 @@ def reconcile(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
         quarantined = keys_as(quarantined, keys, like) if quarantined is not None else None
         batch = keys_as(delta.read(spark, cfg, f"bronze.{table}")
                         .filter(F.col("_batch_id") == batch_id), keys, like)
-        known = _union([silver, quarantined, batch]).cache()
-        cached.append(known)
-        r = Reconciliation(table, batch_id, source_keys=src.count(),
-                           silver_keys=silver.count() if silver is not None else 0,
-                           quarantine_only=quarantined.count() if quarantined is not None else 0,
-                           batch_keys=batch.distinct().count())
-        missing = src.join(known, on=keys, how="left_anti").cache()
-        cached.append(missing)
-        r.missing = missing.count()
+        # One row per key the source or the lake knows, flagged with where it is: every count
+        # below is one aggregate over it (each Delta table is scanned once, not once a count).
+        where = _where_keys_are(keys, src, {"silver": silver, "quarantine": quarantined,
+                                            "batch": batch}).cache()
+        cached.append(where)
+        in_lake = F.col("silver") | F.col("quarantine") | F.col("batch")
+        n = where.agg(*[F.count(F.when(c, True)).alias(name) for name, c in {
+            "source": F.col("source"), "silver": F.col("silver"),
+            "quarantine": F.col("quarantine"), "batch": F.col("batch"),
+            "missing": F.col("source") & ~in_lake, "gone": ~F.col("source") & in_lake,
+            "gone_from_silver": ~F.col("source") & F.col("silver")}.items()]).collect()[0]
+        r = Reconciliation(table, batch_id, source_keys=n["source"], silver_keys=n["silver"],
+                           quarantine_only=n["quarantine"], batch_keys=n["batch"],
+                           missing=n["missing"])
         vanished = None
         if r.missing and recover is not None:
+            missing = where.filter(F.col("source") & ~in_lake).select(*keys).cache()
+            cached.append(missing)
             r.recovered = recover(missing)
             now_in_batch = keys_as(delta.read(spark, cfg, f"bronze.{table}")
                                    .filter(F.col("_batch_id") == batch_id), keys, like)
@@ -165,13 +178,12 @@ def reconcile(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
                 f"{table}: {r.missing} source keys are in neither silver, quarantine nor batch "
                 f"{batch_id}, and this source cannot re-read them")
         # Deletions: keys the lake holds (or this batch brought) that the source no longer has.
-        gone = known.join(src, on=keys, how="left_anti")
+        gone = where.filter(~F.col("source") & in_lake).select(*keys)
         if vanished is not None and r.vanished:
             gone = gone.unionByName(vanished)
         gone = gone.distinct().cache()
-        r.deleted = gone.count()
-        from_silver = gone.join(silver, on=keys, how="left_semi").count() \
-            if silver is not None and r.deleted else 0
+        r.deleted = n["gone"] + r.vanished
+        from_silver = n["gone_from_silver"]
         if spec.detect_deletes:
             mass_delete_guard(table, spec, r.source_keys, r.silver_keys, from_silver,
                               allow_mass_delete)

@@ -213,6 +213,35 @@ def test_replace_batch_appends_then_replaces_only_its_own_batch(spark, lake_cfg)
     assert sorted(r.k for r in delta.read(spark, lake_cfg, name).collect()) == [1, 2]
 
 
+def test_replace_batch_keeps_a_rerun_that_brings_exactly_the_same_rows(spark, lake_cfg):
+    """Same rows (another order, another _ingested_at): no commit. A NULL moved to another
+    column, or one row more, is a change: the batch is replaced."""
+    from ecomlake.io import delta
+
+    schema = ("k int, v string, w string, m map<string,string>, _ingested_at timestamp, "
+              "_batch_id string, _ingest_date date")
+    d1 = dt.date(2026, 1, 1)
+
+    def batch(rows, at):
+        return spark.createDataFrame([(*r, dt.datetime(2026, 1, at), "b1", d1) for r in rows],
+                                     schema)
+
+    name = "bronze.t"
+    rows = [(1, None, "x", {"a": "1"}), (2, "y", "z", {})]
+    assert delta.replace_batch(batch(rows, 1), lake_cfg, name, "b1", "_ingest_date", d1) is None
+    assert delta.replace_batch(batch(rows[::-1], 2), lake_cfg, name, "b1", "_ingest_date",
+                               d1) == 2
+    assert delta.version(spark, lake_cfg, name) == 0
+    moved_null = [(1, "x", None, {"a": "1"}), rows[1]]
+    assert delta.replace_batch(batch(moved_null, 3), lake_cfg, name, "b1", "_ingest_date",
+                               d1) is None
+    assert delta.version(spark, lake_cfg, name) == 1
+    assert delta.replace_batch(batch(moved_null + [(3, "", "", {})], 4), lake_cfg, name, "b1",
+                               "_ingest_date", d1) is None
+    assert sorted(r.k for r in delta.read(spark, lake_cfg, name).collect()) == [1, 2, 3]
+    assert delta.version(spark, lake_cfg, name) == 2
+
+
 def test_merge_upserts_and_deletes_in_one_commit_and_counts_what_it_did(spark, lake_cfg):
     from ecomlake.io import delta
 

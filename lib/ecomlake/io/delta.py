@@ -8,6 +8,7 @@ import re
 
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from ecomlake.config import Config
 
@@ -116,8 +117,14 @@ NOT_CONTENT = ("_ingested_at", "_source")
 def content_hash(df) -> tuple:
     """(rows, sum and xor of a 64-bit hash of each row's content): equal for two frames with the
     same multiset of rows, whatever their order, audit columns aside."""
-    row = F.xxhash64(F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns
-                                          if c not in NOT_CONTENT])))
+    # xxhash64 takes plain columns as they are; maps (which it refuses) and other nested
+    # values go in as their JSON text. It skips NULLs, so which columns are NULL goes in too:
+    # (NULL, 1) and (1, NULL) must not hash alike.
+    fields = [f for f in df.schema.fields if f.name not in NOT_CONTENT]
+    nulls = F.concat(*[F.col(f"`{f.name}`").isNull().cast("int").cast("string") for f in fields])
+    row = F.xxhash64(nulls, *[F.to_json(F.col(f"`{f.name}`")) if isinstance(
+        f.dataType, (T.MapType, T.ArrayType, T.StructType)) else F.col(f"`{f.name}`")
+        for f in fields])
     r = df.agg(F.count(F.lit(1)), F.sum(row.cast("decimal(38,0)")), F.bit_xor(row)).collect()[0]
     return tuple(r)
 
