@@ -23,14 +23,7 @@ def input_files(spark, cfg: Config) -> dict:
     its size and modification time."""
     out = {"settings": repr(cfg.analytics)}
     for uri in (cfg.uri(cfg.analytics.searchterms), cfg.uri(cfg.analytics.pretrained_model)):
-        path = spark._jvm.org.apache.hadoop.fs.Path(uri)
-        fs = path.getFileSystem(spark._jsc.hadoopConfiguration())
-        if fs.exists(path):
-            status = fs.getFileStatus(path)
-            out[uri] = f"{fs.getContentSummary(path).getLength()} bytes, " \
-                       f"modified {status.getModificationTime()}"
-        else:
-            out[uri] = "missing"
+        out[uri] = delta.file_status(spark, uri)
     return out
 
 

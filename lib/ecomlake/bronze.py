@@ -86,7 +86,7 @@ def watermark_window(spark, cfg: Config, table: str, spec: TableSpec, batch_id: 
 def replace_batch(spark, cfg: Config, name: str, df: DataFrame, batch_id: str,
                   run_date: dt.date) -> tuple[int, bool]:
     """(rows of the batch, whether an earlier attempt's identical batch was kept uncommitted)."""
-    before = delta.version(spark, cfg, name) if delta.exists(spark, cfg, name) else None
+    before = delta.latest_version(spark, cfg, name)
     kept = delta.replace_batch(df, cfg, name, batch_id, "_ingest_date", run_date)
     if kept is not None:
         return kept, True

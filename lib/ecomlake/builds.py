@@ -27,11 +27,6 @@ log = logging.getLogger(__name__)
 STATE_DIR = "_state"
 
 
-def _fs(spark, path: str):
-    p = spark._jvm.org.apache.hadoop.fs.Path(path)
-    return p.getFileSystem(spark._jsc.hadoopConfiguration()), p
-
-
 def figures(spark, cfg: Config, reads: list[str], writes: list[str], **shape) -> dict:
     """The versions of the tables a build reads and writes, and what else shapes its output
     (`shape`: the batch id, a hash of the rules, a file's size and time)."""
@@ -55,14 +50,9 @@ def _state_file(cfg: Config, build: str) -> str:
 
 
 def recorded(spark, cfg: Config, build: str) -> dict | None:
-    fs, p = _fs(spark, _state_file(cfg, build))
-    if not fs.exists(p):
+    text = delta.read_text(spark, _state_file(cfg, build))
+    if text is None:
         return None
-    stream = fs.open(p)
-    try:
-        text = spark._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-    finally:
-        stream.close()
     try:
         return json.loads(text)
     except ValueError:
@@ -96,17 +86,10 @@ def up_to_date(spark, cfg: Config, build: str, reads: list[str], writes: list[st
 
 
 def record(spark, cfg: Config, build: str, reads: list[str], writes: list[str], **shape) -> None:
-    """Record what `build` read and wrote, after it wrote it."""
-    text = json.dumps(figures(spark, cfg, reads, writes, **shape), sort_keys=True)
-    fs, p = _fs(spark, _state_file(cfg, build))
-    tmp = spark._jvm.org.apache.hadoop.fs.Path(f"{p.toString()}.tmp")
-    out = fs.create(tmp, True)
-    try:
-        out.write(bytearray(text.encode()))
-    finally:
-        out.close()
-    fs.delete(p, False)   # rename does not replace on HDFS; a crash here only costs a rebuild
-    fs.rename(tmp, p)
+    """Record what `build` read and wrote, after it wrote it (a crash before or while writing
+    the record only costs a rebuild)."""
+    delta.write_text(spark, _state_file(cfg, build),
+                     json.dumps(figures(spark, cfg, reads, writes, **shape), sort_keys=True))
 
 
 def _versions(tables: dict) -> str:

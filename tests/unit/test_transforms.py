@@ -264,3 +264,39 @@ def test_merge_upserts_and_deletes_in_one_commit_and_counts_what_it_did(spark, l
     assert delta.merge(spark, lake_cfg, name, batch, ["k"], deleted_keys=gone) == \
         {"inserted": 0, "updated": 0, "deleted": 0}
     assert delta.version(spark, lake_cfg, name) == before + 1
+
+
+def test_a_build_is_skipped_only_while_every_input_output_and_shape_is_as_recorded(spark,
+                                                                                  lake_cfg):
+    from ecomlake import builds
+    from ecomlake.io import delta
+
+    def table(name, rows):
+        delta.overwrite(spark.createDataFrame([(k,) for k in rows], "k int"), lake_cfg, name)
+
+    table("bronze.t", [1])
+    reads, writes = ["bronze.t", "bronze.t_deletes"], ["silver.t"]
+    # no record yet: build
+    assert builds.up_to_date(spark, lake_cfg, "silver.t", reads, writes, batch="b1") is None
+    table("silver.t", [1])
+    builds.record(spark, lake_cfg, "silver.t", reads, writes, batch="b1")
+    assert builds.up_to_date(spark, lake_cfg, "silver.t", reads, writes, batch="b1")
+    # another batch, other rules, a full refresh: build
+    assert builds.up_to_date(spark, lake_cfg, "silver.t", reads, writes, batch="b2") is None
+    assert builds.up_to_date(spark, lake_cfg, "silver.t", reads, writes, batch="b1",
+                             spec="other rules") is None
+    assert builds.up_to_date(spark, lake_cfg, "silver.t", reads, writes, force=True,
+                             batch="b1") is None
+    # a commit to an input, or to the output by anyone: build
+    table("bronze.t", [1, 2])
+    assert builds.up_to_date(spark, lake_cfg, "silver.t", reads, writes, batch="b1") is None
+    builds.record(spark, lake_cfg, "silver.t", reads, writes, batch="b1")
+    table("silver.t", [3])
+    assert builds.up_to_date(spark, lake_cfg, "silver.t", reads, writes, batch="b1") is None
+    # a table that appears (the deletes table's first commit): build
+    builds.record(spark, lake_cfg, "silver.t", reads, writes, batch="b1")
+    table("bronze.t_deletes", [1])
+    assert builds.up_to_date(spark, lake_cfg, "silver.t", reads, writes, batch="b1") is None
+    # the version is the _delta_log's latest commit, as Delta itself counts it
+    assert delta.latest_version(spark, lake_cfg, "silver.t") == \
+        delta.version(spark, lake_cfg, "silver.t") == 1

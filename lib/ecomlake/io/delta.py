@@ -52,21 +52,51 @@ def latest_version(spark, cfg: Config, name: str) -> int | None:
     return max(versions) if versions else None
 
 
+def read_text(spark, location: str) -> str | None:
+    """The text of a file beside the lake's tables (local disk or HDFS), or None if absent."""
+    fs, p = _fs(spark, location)
+    if not fs.exists(p):
+        return None
+    stream = fs.open(p)
+    try:
+        return spark._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+
+
+def write_text(spark, location: str, text: str) -> None:
+    """Replace a small file beside the lake's tables: written to a temporary file, then renamed
+    (rename does not replace on HDFS, so the old file goes first: a crash in between leaves
+    no file, never a half-written one)."""
+    fs, p = _fs(spark, location)
+    tmp = spark._jvm.org.apache.hadoop.fs.Path(f"{location}.tmp")
+    out = fs.create(tmp, True)
+    try:
+        out.write(bytearray(text.encode()))
+    finally:
+        out.close()
+    fs.delete(p, False)
+    fs.rename(tmp, p)
+
+
+def file_status(spark, location: str) -> str:
+    """A file's or folder's total size and modification time, or "missing"."""
+    fs, p = _fs(spark, location)
+    if not fs.exists(p):
+        return "missing"
+    return (f"{fs.getContentSummary(p).getLength()} bytes, "
+            f"modified {fs.getFileStatus(p).getModificationTime()}")
+
+
 def table_id(spark, cfg: Config, name: str) -> str:
     """The table's id (set when it was created; a table rebuilt from scratch gets a new one),
     from the metaData action of its first commit, or from DESCRIBE DETAIL once log clean-up
     has removed that commit."""
-    fs, first = _fs(spark, f"{path(cfg, name)}/_delta_log/{0:020d}.json")
-    if fs.exists(first):
-        stream = fs.open(first)
-        try:
-            text = spark._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-        finally:
-            stream.close()
-        for line in text.splitlines():
-            action = json.loads(line) if line.strip() else {}
-            if "metaData" in action:
-                return action["metaData"]["id"]
+    text = read_text(spark, f"{path(cfg, name)}/_delta_log/{0:020d}.json")
+    for line in (text or "").splitlines():
+        action = json.loads(line) if line.strip() else {}
+        if "metaData" in action:
+            return action["metaData"]["id"]
     return DeltaTable.forPath(spark, path(cfg, name)).detail().select("id").collect()[0][0]
 
 
@@ -84,14 +114,12 @@ def replace_batch(df, cfg: Config, name: str, batch_id: str, partition_by: str,
     quarantine: the batch id). Rerunning the same batch replaces it (replaceWhere on _batch_id),
     so a retried run never duplicates rows, and a rerun that brings exactly the rows already
     there (audit columns aside) makes no commit at all: it returns that batch's row count then,
-and None when it committed. Only a
-    rerun pays for replaceWhere: it checks every written row against the predicate and looks
-    for the batch's old files, which measured 1.3-1.5 s more than a plain append for 1M rows
-    (benchmarks/)."""
+    and None when it committed. Only a rerun pays for replaceWhere: it checks every written row
+    against the predicate and looks for the batch's old files, which measured 1.3-1.5 s more
+    than a plain append for 1M rows (benchmarks/)."""
     spark = df.sparkSession
-    writer = df.write.format("delta").partitionBy(partition_by)
     if not has_batch(spark, cfg, name, batch_id, (partition_by, partition_value)):
-        writer.mode("append").save(path(cfg, name))
+        df.write.format("delta").partitionBy(partition_by).mode("append").save(path(cfg, name))
         return None
     df = df.persist()   # read once (a JDBC or MongoDB read), compared, then perhaps written
     try:
