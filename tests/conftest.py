@@ -153,6 +153,18 @@ class CourseLake:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         return proc
 
+    def publish(self, spark, *targets):
+        """Publish this lake's gold to `targets` again, in the test session's Spark (the same
+        stage the pipeline job runs): other tests publish to the same warehouses, so tables
+        they replaced come back; those still as this lake published them are skipped."""
+        import datetime as dt
+
+        from ecomlake import pipeline
+
+        run = pipeline.Run(run_date=dt.date.fromisoformat(COURSE_RUN_DATE),
+                           ingested_at=dt.datetime.now(), targets=targets)
+        pipeline.stage_publish(spark, self.cfg, run)
+
     def build(self):
         """Load the course data into the sources and run the pipeline for COURSE_RUN_DATE, as
         `make demo` does (every stage, both warehouses)."""

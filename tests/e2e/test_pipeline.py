@@ -40,12 +40,12 @@ def expected_by_product():
 
 
 @pytest.fixture(scope="module")
-def first_run(course_lake):
+def first_run(course_lake, spark):
     """The session's run of the course data (tests/conftest.py: `./spark-submit.sh pipeline`
     into a throwaway lake), with the sources holding what it read, and its gold published
     again to both warehouses: other tests publish generated data to the same ones."""
     course_lake.current()
-    course_lake.submit("publish", "--target", "all")
+    course_lake.publish(spark, "postgres", "db2")
     return course_lake
 
 

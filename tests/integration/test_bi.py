@@ -37,9 +37,9 @@ def money(x) -> float:
 
 
 @pytest.fixture(scope="module")
-def warehouse(course_lake):
+def warehouse(course_lake, spark):
     """The warehouse holds exactly the course run's tables (other tests publish there too)."""
-    course_lake.submit("publish", "--target", "postgres")
+    course_lake.publish(spark, "postgres")
     return course_lake
 
 

@@ -104,8 +104,9 @@ def test_publish_survives_sigkill_at_every_stage(spark, tmp_path, target, rows):
     old_totals, new_totals = totals(spark, old), totals(spark, new)
 
     delta.overwrite(old, cfg, f"gold.{TABLE}")
-    rc, out = publish_job(tmp_path / "lake", target)
-    assert rc == 0, out[-3000:]
+    # The previous run's state, published in this session: a job's own first publish is what
+    # every pipeline test does; the runs killed below, and the one that heals, are real jobs.
+    publish.publish_tables(spark, wh, [publish.read_gold(spark, cfg, TABLE, ["product_id"])], "old")
     assert target_totals(wh, spark) == old_totals
 
     delta.overwrite(new, cfg, f"gold.{TABLE}")
