@@ -26,6 +26,7 @@ from ecomlake import schemas
 log = logging.getLogger(__name__)
 
 AUDIT_COLUMNS = ["_ingested_at", "_batch_id", "_source", "_ingest_date"]
+RECOVERED = " (recovered)"   # the end of `_source` for rows the reconciliation re-read
 EXTRA = "_extra"   # MongoDB fields the explicit schema does not know: name -> JSON value
 
 
@@ -67,20 +68,55 @@ def backfill_window(spec: TableSpec, start: dt.date, end: dt.date) -> str:
             f"`{spec.watermark}` < '{end + dt.timedelta(days=1):%Y-%m-%d} 00:00:00'")
 
 
-def watermark_window(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
-                     full_refresh: bool, upper, backfill: tuple[dt.date, dt.date] | None = None) -> str:
-    """The SQL predicate selecting the rows this batch covers: (stored mark, new mark `upper`],
-    with rows at the stored mark read again; without a stored mark, everything up to `upper`."""
+def watermark_window(spec: TableSpec, full_refresh: bool, lower, upper,
+                     backfill: tuple[dt.date, dt.date] | None = None) -> str:
+    """The SQL predicate selecting the rows this batch covers: (stored mark `lower`, new mark
+    `upper`], with rows at the stored mark read again; without a stored mark, everything up to
+    `upper`."""
     if backfill and spec.incremental and not full_refresh:
         return backfill_window(spec, *backfill)
     if full_refresh or not spec.incremental:
         return "1=1"
     col = f"`{spec.watermark}`"
     upto = f"{col} <= '{upper:%Y-%m-%d %H:%M:%S.%f}'"
-    lower = reconcile.stored_watermark(spark, cfg, table, batch_id)
     if lower is None:
         return upto
     return f"{col} >= '{lower:%Y-%m-%d %H:%M:%S.%f}' AND {upto}"
+
+
+def batch_rows(spark, cfg: Config, table: str, batch_id: str, run_date: dt.date) -> tuple[int, int]:
+    """(rows, rows read by the batch's incremental read: not recovered) of a bronze batch."""
+    recovered = F.col("_source").endswith(RECOVERED)
+    r = (delta.read(spark, cfg, f"bronze.{table}")
+         .filter((F.col("_ingest_date") == F.lit(run_date)) & (F.col("_batch_id") == batch_id))
+         .agg(F.count(F.lit(1)), F.count(F.when(~recovered, True))).collect()[0])
+    return int(r[0]), int(r[1])
+
+
+def unchanged_rerun(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
+                    run_date: dt.date, lower, batch_mark, upper) -> int | None:
+    """A rerun of an incremental batch whose window the source left as it was: the rows of the
+    earlier attempt's batch (kept as they are, no read, no commit), else None.
+
+    The earlier attempt read the rows stamped in [lower, batch_mark]. The source still holds as
+    many there, and none stamped after batch_mark up to the new mark: every UPDATE or INSERT
+    stamps the server's clock (past batch_mark), and a DELETE lowers the count, so the read
+    would bring exactly those rows again (a row stamped late is excluded by how the mark is
+    taken; a key deleted elsewhere is found by the reconciliation). Two COUNTs on the server
+    and one on the batch, against reading and comparing the whole window."""
+    if batch_mark is None or not delta.has_batch(spark, cfg, f"bronze.{table}", batch_id,
+                                                 ("_ingest_date", run_date)):
+        return None
+    in_window, later = mysql.window_counts(cfg, table, spec.watermark, lower, batch_mark, upper)
+    if later:
+        return None
+    n, read = batch_rows(spark, cfg, table, batch_id, run_date)
+    if read != in_window:
+        return None
+    log.info("bronze.%s: batch %s is there from an earlier attempt and the source changed "
+             "nothing in its window (%d rows stamped up to its mark %s, none after): kept "
+             "without reading (no commit)", table, batch_id, in_window, batch_mark)
+    return n
 
 
 def replace_batch(spark, cfg: Config, name: str, df: DataFrame, batch_id: str,
@@ -104,7 +140,13 @@ def ingest_mysql(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
     read up to, or None when it is not an incremental read)."""
     # The mark is taken before the read: rows stamped after it are the next batch's.
     upper = mysql.high_water_mark(cfg) if spec.incremental else None
-    where = watermark_window(spark, cfg, table, spec, batch_id, full_refresh, upper, backfill)
+    lower, batch_mark = reconcile.marks(spark, cfg, table, batch_id) if upper else (None, None)
+    if upper is not None and not full_refresh and not backfill:
+        kept = unchanged_rerun(spark, cfg, table, spec, batch_id, run_date, lower, batch_mark,
+                               upper)
+        if kept is not None:
+            return kept, batch_mark
+    where = watermark_window(spec, full_refresh, lower, upper, backfill)
     log.info("bronze.%s: reading rows where %s", table, where)
     rows = mysql.read_table(spark, cfg, table, key=spec.split_column,
                             where=where)
@@ -117,7 +159,7 @@ def ingest_mysql(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
         # A rerun that read exactly the rows of the earlier attempt (or none, as it did) found
         # nothing stamped between that attempt's mark and this one: the earlier mark stays (a
         # lower mark only reads more next time), so the batch's record needs no commit either.
-        upper = reconcile.batch_watermark(spark, cfg, table, batch_id) or upper
+        upper = batch_mark or upper
     return n, upper
 
 
@@ -127,7 +169,7 @@ def recover_mysql(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str
     them to this batch (a rerun of the batch replaces them with the rest)."""
     def recover(missing: DataFrame) -> int:
         rows = mysql.read_rows_by_keys(spark, cfg, table, spec.key, spec.split_column, missing)
-        source = f"mysql:{cfg.mysql.database}.{table} (recovered)"
+        source = f"mysql:{cfg.mysql.database}.{table}{RECOVERED}"
         out = rows.transform(with_audit_columns(source, batch_id, run_date, ingested_at)).cache()
         try:
             n = out.count()
@@ -161,13 +203,13 @@ def ingest_mongo(spark, cfg: Config, collection: str, batch_id: str, run_date: d
 
 
 def record_deletes(spark, cfg: Config, table: str, batch_id: str, run_date: dt.date,
-                   ingested_at: dt.datetime, gone: DataFrame) -> int:
-    """Record the keys deleted in the source (found by the reconciliation) in
-    bronze.<table>_deletes, for silver to apply. No commit for none, unless a rerun must clear
-    the batch's earlier record."""
+                   ingested_at: dt.datetime, gone: DataFrame, n_gone: int) -> int:
+    """Record the `n_gone` keys deleted in the source (found by the reconciliation, which
+    counted them) in bronze.<table>_deletes, for silver to apply. No commit for none, unless a
+    rerun must clear the batch's earlier record."""
     name = f"bronze.{table}_deletes"
-    if gone.isEmpty() and not delta.has_batch(spark, cfg, name, batch_id,
-                                              ("_ingest_date", run_date)):
+    if n_gone == 0 and not delta.has_batch(spark, cfg, name, batch_id,
+                                           ("_ingest_date", run_date)):
         log.info("%s: no keys deleted in the source (no commit)", name)
         return 0
     out = gone.transform(with_audit_columns(f"keys:{table}", batch_id, run_date, ingested_at))

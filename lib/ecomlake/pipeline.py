@@ -62,7 +62,7 @@ def stage_bronze(spark, cfg: Config, run: Run) -> None:
             n, mark = bronze.ingest_mysql(spark, cfg, name, spec, run.batch_id, run.run_date,
                                           run.ingested_at, full_refresh=run.full_refresh,
                                           backfill=run.backfill)
-            source_keys = mysql.read_keys(spark, cfg, name, spec.key, spec.split_column)
+            source_keys = reconcile.MysqlKeys(spark, cfg, name, spec)
             recover = bronze.recover_mysql(spark, cfg, name, spec, run.batch_id, run.run_date,
                                            run.ingested_at)
         else:
@@ -81,7 +81,8 @@ def stage_bronze(spark, cfg: Config, run: Run) -> None:
             run.summary[f"bronze.{name} (recovered)"] = result.recovered
         if gone is not None:
             run.summary[f"bronze.{name}_deletes"] = bronze.record_deletes(
-                spark, cfg, name, run.batch_id, run.run_date, run.ingested_at, gone)
+                spark, cfg, name, run.batch_id, run.run_date, run.ingested_at, gone,
+                result.deleted)
             gone.unpersist()
         return result
 

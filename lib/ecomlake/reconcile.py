@@ -27,7 +27,7 @@ from pyspark.sql import types as T
 
 from ecomlake.config import Config, TableSpec
 from ecomlake.errors import MassDeleteError, ReconciliationError
-from ecomlake.io import delta
+from ecomlake.io import delta, mysql
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +96,77 @@ def quarantine_only_keys(spark, cfg: Config, table: str, keys: list[str],
     return bad
 
 
-def _where_keys_are(keys: list[str], source: DataFrame,
-                    lake: dict[str, DataFrame | None]) -> DataFrame:
-    """One row per key of `source` or of any part of `lake` (name -> its keys, or None when
-    that part does not exist yet), with a boolean column per part and `source`: whether it
+def _tagged(df: DataFrame, keys: list[str], name: str, names: list[str]) -> DataFrame:
+    """The keys of `df` with a boolean column per part name: True for `name` only."""
+    return df.select(*keys, *[F.lit(n == name).alias(n) for n in names])
+
+
+def _where_keys_are(keys: list[str], parts: dict[str, DataFrame | None],
+                    names: list[str] | None = None, tagged: list[DataFrame] = ()) -> DataFrame:
+    """One row per key of any of `parts` (name -> its keys, or None when that part does not
+    exist yet) or of the already `tagged` frames, with a boolean column per part: whether it
     holds the key."""
-    names = ["source", *lake]
-    frames = [("source", source), *[(name, df) for name, df in lake.items() if df is not None]]
-    tagged = None
-    for name, df in frames:
-        t = df.select(*keys, *[F.lit(n == name).alias(n) for n in names])
-        tagged = t if tagged is None else tagged.unionByName(t)
-    return tagged.groupBy(*keys).agg(*[F.max(n).alias(n) for n in names])
+    names = names or list(parts)
+    frames = [*tagged, *[_tagged(df, keys, name, names) for name, df in parts.items()
+                         if df is not None]]
+    union = frames[0]
+    for t in frames[1:]:
+        union = union.unionByName(t)
+    return union.groupBy(*keys).agg(*[F.max(n).alias(n) for n in names])
+
+
+# The reconciliation of a MySQL table compares per-key-range figures first (computed inside
+# MySQL, and over the lake's keys in Spark) and reads the source's keys only for the ranges
+# that differ: a rerun or a daily batch that lost nothing reads no keys at all, and a few
+# deletions scattered over a large table cost the keys of the ranges they fall in.
+KEYS_PER_RANGE = 64
+MAX_RANGES = 65_536
+MAX_DIFFERING_SHARE = 0.5   # past this share of differing ranges, every key is read
+
+
+def key_range(column: str, width: int):
+    """Spark's twin of mysql.key_range: the range of `width` values an integer key is in."""
+    return F.expr(f"CAST(`{column}` AS BIGINT) div {int(width)}")
+
+
+def range_width(lo: int, hi: int, n: int) -> int:
+    """Values per key range so that the source's n keys in [lo, hi] make ranges of about
+    KEYS_PER_RANGE keys (at most MAX_RANGES ranges)."""
+    ranges = max(1, min(MAX_RANGES, n // KEYS_PER_RANGE))
+    return max(1, -(-(hi - lo + 1) // ranges))
+
+
+def range_figures(keys: list[str], column: str, width: int, flags: list[str]):
+    """Aggregates of mysql.key_range_summary's figures over a DataFrame of keys (the text of a
+    key is its columns joined by ','), plus a count per boolean flag column."""
+    text = F.concat_ws(",", *[F.col(k).cast("string") for k in keys])
+    md5_60 = F.conv(F.substring(F.md5(text), 1, 15), 16, 10).cast("bigint")
+    return [F.count(F.lit(1)).alias("n"), F.sum(F.crc32(text)).alias("crc"),
+            F.bit_xor(md5_60).alias("md5"),
+            *[F.count(F.when(F.col(f), True)).alias(f) for f in flags]]
+
+
+@dataclass
+class MysqlKeys:
+    """A MySQL table's key set, as the reconciliation asks for it."""
+    spark: object
+    cfg: Config
+    table: str
+    spec: TableSpec
+
+    def bounds(self) -> tuple[int, int, int]:
+        return mysql.key_bounds(self.cfg, self.table, self.spec.split_column)
+
+    def figures(self, width: int) -> dict[int, tuple[int, int, int]]:
+        return mysql.key_range_summary(self.cfg, self.table, self.spec.key,
+                                       self.spec.split_column, width)
+
+    def keys(self, width: int | None = None, ranges=None) -> DataFrame:
+        """Every key, or the keys of the given ranges."""
+        where = "1=1" if ranges is None else \
+            mysql.in_key_ranges(self.spec.split_column, width, ranges)
+        return mysql.read_keys(self.spark, self.cfg, self.table, self.spec.key,
+                               self.spec.split_column, where)
 
 
 def mass_delete_guard(table: str, spec: TableSpec, n_source: int, n_silver: int,
@@ -129,37 +188,110 @@ def mass_delete_guard(table: str, spec: TableSpec, n_source: int, n_silver: int,
         f"`{table}.max_delete_fraction`).")
 
 
+LAKE = ["silver", "quarantine", "batch"]
+WHERE = ["source", *LAKE]
+
+
+def _lake_parts(spark, cfg: Config, table: str, keys: list[str], batch_id: str,
+                like: T.StructType) -> dict[str, DataFrame | None]:
+    """silver's keys, the quarantine-only keys and this batch's keys, typed like `like`."""
+    silver = keys_as(delta.read(spark, cfg, f"silver.{table}"), keys, like) \
+        if delta.exists(spark, cfg, f"silver.{table}") else None
+    quarantined = quarantine_only_keys(spark, cfg, table, keys, silver)
+    quarantined = keys_as(quarantined, keys, like) if quarantined is not None else None
+    batch = keys_as(delta.read(spark, cfg, f"bronze.{table}")
+                    .filter(F.col("_batch_id") == batch_id), keys, like)
+    return {"silver": silver, "quarantine": quarantined, "batch": batch}
+
+
+def _counts(where: DataFrame) -> dict[str, int]:
+    """Every count of the reconciliation, in one aggregate over the flagged key set."""
+    in_lake = F.col("silver") | F.col("quarantine") | F.col("batch")
+    row = where.agg(*[F.count(F.when(c, True)).alias(name) for name, c in {
+        "source": F.col("source"), "silver": F.col("silver"),
+        "quarantine": F.col("quarantine"), "batch": F.col("batch"),
+        "missing": F.col("source") & ~in_lake, "gone": ~F.col("source") & in_lake,
+        "gone_from_silver": ~F.col("source") & F.col("silver")}.items()]).collect()[0]
+    return row.asDict()
+
+
+def _by_ranges(spark, source: MysqlKeys, keys: list[str], lake: dict, like: T.StructType,
+               cached: list, table: str) -> tuple[DataFrame, dict[str, int]] | None:
+    """The flagged key set of only the key ranges whose figures differ between the source and
+    the lake, and the counts over every range; None when most ranges differ (read every key)."""
+    lo, hi, n_source = source.bounds()
+    if n_source == 0:
+        return None
+    width = range_width(lo, hi, n_source)
+    column = source.spec.split_column
+    flagged = _where_keys_are(keys, lake, LAKE).withColumn("_range", key_range(column, width))
+    flagged = flagged.cache()
+    cached.append(flagged)
+    lake_figures = {r["_range"]: r for r in flagged.groupBy("_range").agg(
+        *range_figures(keys, column, width, LAKE)).collect()}
+    source_figures = source.figures(width)
+    ranges = set(lake_figures) | set(source_figures)
+    differ = {r for r in ranges if source_figures.get(r) != (
+        tuple(lake_figures[r][f] for f in ("n", "crc", "md5")) if r in lake_figures else None)}
+    log.info("reconciliation %s: %d key ranges of %d values, %d differ between the source and "
+             "the lake%s", table, len(ranges), width, len(differ),
+             "" if len(differ) <= MAX_DIFFERING_SHARE * len(ranges)
+             else ": reading every key instead")
+    if len(differ) > MAX_DIFFERING_SHARE * len(ranges):
+        return None
+    totals = {f: sum(r[f] for r in lake_figures.values()) for f in LAKE}
+    same = sum(source_figures[r][0] for r in source_figures if r not in differ)
+    if not differ:
+        counts = {"source": same, **totals, "missing": 0, "gone": 0, "gone_from_silver": 0}
+        return flagged.filter(F.lit(False)).select(*keys, F.lit(False).alias("source"), *LAKE), counts
+    src = keys_as(source.keys(width, differ), keys, like).distinct()
+    lake_part = flagged.filter(F.col("_range").isin(sorted(differ))).select(
+        *keys, F.lit(False).alias("source"), *LAKE)
+    where = _where_keys_are(keys, {"source": src}, WHERE, tagged=[lake_part]).cache()
+    cached.append(where)
+    exact = _counts(where)
+    counts = {**exact, **totals, "source": same + exact["source"]}
+    return where, counts
+
+
 def reconcile(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
-              source_keys: DataFrame, *, recover=None, allow_mass_delete: bool = False):
-    """Compare `source_keys` with silver + quarantine-only + this batch (see the module doc).
+              source: DataFrame | MysqlKeys, *, recover=None, allow_mass_delete: bool = False):
+    """Compare the source's key set with silver + quarantine-only + this batch (see the module
+    doc). `source` is a DataFrame of every key (a MongoDB snapshot), or a MySQL table, whose
+    keys are read only for the key ranges whose figures differ from the lake's.
 
     `recover(missing_keys) -> int` re-reads the missing keys' rows into this batch and returns
     how many it found (MySQL); without it (a MongoDB snapshot is the batch itself) nothing can
     be missing. Returns (Reconciliation, the keys to delete or None)."""
     keys = spec.key
-    # a key that does not even type (a MongoDB _id of an odd type) cannot be in silver: its
-    # document is in quarantine under its rule, and counts as no key here
-    src = keys_as(source_keys, keys, source_keys.schema).na.drop(subset=keys).distinct().cache()
-    like = src.schema
-    cached = [src]
+    cached = []
     try:
-        silver = keys_as(delta.read(spark, cfg, f"silver.{table}"), keys, like) \
-            if delta.exists(spark, cfg, f"silver.{table}") else None
-        quarantined = quarantine_only_keys(spark, cfg, table, keys, silver)
-        quarantined = keys_as(quarantined, keys, like) if quarantined is not None else None
-        batch = keys_as(delta.read(spark, cfg, f"bronze.{table}")
-                        .filter(F.col("_batch_id") == batch_id), keys, like)
-        # One row per key the source or the lake knows, flagged with where it is: every count
-        # below is one aggregate over it (each Delta table is scanned once, not once a count).
-        where = _where_keys_are(keys, src, {"silver": silver, "quarantine": quarantined,
-                                            "batch": batch}).cache()
-        cached.append(where)
+        ranged = None
+        if isinstance(source, MysqlKeys):
+            # bronze holds the batch as the source's JDBC read typed it
+            bronze_schema = delta.read(spark, cfg, f"bronze.{table}").schema
+            like = T.StructType([bronze_schema[k] for k in keys])
+            lake = _lake_parts(spark, cfg, table, keys, batch_id, like)
+            ranged = _by_ranges(spark, source, keys, lake, like, cached, table)
+            source_keys = source.keys() if ranged is None else None
+        else:
+            source_keys = source
+        if ranged is None:
+            # a key that does not even type (a MongoDB _id of an odd type) cannot be in silver:
+            # its document is in quarantine under its rule, and counts as no key here
+            src = keys_as(source_keys, keys, source_keys.schema).na.drop(subset=keys) \
+                .distinct().cache()
+            cached.append(src)
+            like = src.schema
+            lake = _lake_parts(spark, cfg, table, keys, batch_id, like)
+            # One row per key the source or the lake knows, flagged with where it is: every
+            # count is one aggregate over it (each Delta table is scanned once).
+            where = _where_keys_are(keys, {"source": src, **lake}, WHERE).cache()
+            cached.append(where)
+            n = _counts(where)
+        else:
+            where, n = ranged
         in_lake = F.col("silver") | F.col("quarantine") | F.col("batch")
-        n = where.agg(*[F.count(F.when(c, True)).alias(name) for name, c in {
-            "source": F.col("source"), "silver": F.col("silver"),
-            "quarantine": F.col("quarantine"), "batch": F.col("batch"),
-            "missing": F.col("source") & ~in_lake, "gone": ~F.col("source") & in_lake,
-            "gone_from_silver": ~F.col("source") & F.col("silver")}.items()]).collect()[0]
         r = Reconciliation(table, batch_id, source_keys=n["source"], silver_keys=n["silver"],
                            quarantine_only=n["quarantine"], batch_keys=n["batch"],
                            missing=n["missing"])
@@ -196,6 +328,10 @@ def reconcile(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
         if not spec.detect_deletes:
             gone.unpersist()
             return r, None
+        if r.deleted:
+            # materialised while `where` is still cached: recomputed later, it would scan the
+            # lake and re-read a live source, and could differ from what was counted
+            gone.count()
         return r, gone   # cached: the caller unpersists it once the deletions are recorded
     finally:
         for df in cached:
@@ -223,22 +359,16 @@ def record(spark, cfg: Config, results: list[Reconciliation]) -> None:
     writer.save(delta.path(cfg, BATCHES))
 
 
-def batch_watermark(spark, cfg: Config, table: str, batch_id: str):
-    """The high-water mark batch `batch_id` itself recorded for `table`, or None."""
+def marks(spark, cfg: Config, table: str, batch_id: str):
+    """(the high-water mark up to which the batches before `batch_id` read `table`, the mark
+    batch `batch_id` itself recorded); either None when there is none. One small read."""
     if not delta.exists(spark, cfg, BATCHES):
-        return None
-    return (delta.read(spark, cfg, BATCHES)
-            .filter((F.col("table") == table) & (F.col("_batch_id") == batch_id))
-            .agg(F.max("watermark")).collect()[0][0])
-
-
-def stored_watermark(spark, cfg: Config, table: str, batch_id: str):
-    """The high-water mark up to which the batches before `batch_id` read `table`, or None."""
-    if not delta.exists(spark, cfg, BATCHES):
-        return None
-    return (delta.read(spark, cfg, BATCHES)
-            .filter((F.col("table") == table) & (F.col("_batch_id") < batch_id))
-            .agg(F.max("watermark")).collect()[0][0])
+        return None, None
+    rows = (delta.read(spark, cfg, BATCHES)
+            .filter((F.col("table") == table) & (F.col("_batch_id") <= batch_id))
+            .groupBy(F.col("_batch_id") == batch_id).agg(F.max("watermark")).collect())
+    found = {bool(r[0]): r[1] for r in rows}
+    return found.get(False), found.get(True)
 
 
 def verify_silver(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,

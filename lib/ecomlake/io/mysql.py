@@ -82,11 +82,42 @@ def read_table(spark, cfg: Config, table: str, *, key: str, where: str = "1=1",
     return reader.load()
 
 
-def read_keys(spark, cfg: Config, table: str, keys: list[str], partition_column: str):
-    """Every key of `table` (for detecting deletions by comparing key sets), read in parallel
-    like the rows are (10M keys, scale 10: 21.5 s on one connection, 12.8 s on four)."""
-    return read_table(spark, cfg, table, key=partition_column, fetch_size=50_000,
+def read_keys(spark, cfg: Config, table: str, keys: list[str], partition_column: str,
+              where: str = "1=1"):
+    """The keys of `table` (of the rows matching `where`), for comparing key sets, read in
+    parallel like the rows are (10M keys, scale 10: 21.5 s on one connection, 12.8 s on four)."""
+    return read_table(spark, cfg, table, key=partition_column, fetch_size=50_000, where=where,
                       columns=", ".join(f"`{k}`" for k in keys))
+
+
+def key_range(column: str, width: int) -> str:
+    """The SQL of the key range a row falls in: ranges of `width` values of an integer column
+    (the same as reconcile.key_range computes in Spark)."""
+    return f"(`{column}` DIV {int(width)})"
+
+
+def in_key_ranges(column: str, width: int, ranges) -> str:
+    """The SQL predicate selecting the rows of the given key ranges."""
+    return f"{key_range(column, width)} IN ({', '.join(str(int(r)) for r in sorted(ranges))})"
+
+
+def key_range_summary(cfg: Config, table: str, keys: list[str], column: str,
+                      width: int) -> dict[int, tuple[int, int, int]]:
+    """Per key range of `column`: (keys, sum of CRC32, XOR of 60 bits of MD5) over the text of
+    each row's key (`k1,k2`), computed inside MySQL: only one row per range crosses the wire.
+    The same figures over the lake's keys come from reconcile.range_figures; equal figures say
+    a range holds the same keys on both sides (a difference slipping through needs equal
+    counts and a collision of both hashes)."""
+    text = f"CONCAT_WS(',', {', '.join(f'`{k}`' for k in keys)})"
+    conn = connect(cfg)
+    try:
+        cur = conn.cursor()
+        cur.execute(f"SELECT {key_range(column, width)} AS r, COUNT(*), SUM(CRC32({text})), "
+                    f"BIT_XOR(CAST(CONV(SUBSTRING(MD5({text}), 1, 15), 16, 10) AS UNSIGNED)) "
+                    f"FROM `{table}` GROUP BY r")
+        return {int(r): (int(n), int(crc), int(md5)) for r, n, crc, md5 in cur.fetchall()}
+    finally:
+        conn.close()
 
 
 def high_water_mark(cfg: Config):
@@ -124,6 +155,25 @@ def high_water_mark(cfg: Config):
     log.info("mysql: high-water mark %s (server clock %s; oldest transaction open %ss later "
              "started: %s)", mark, clock, m.mark_settle_seconds, oldest_open or "none")
     return mark
+
+
+def window_counts(cfg: Config, table: str, column: str, lower, mark, upper) -> tuple[int, int]:
+    """(rows stamped in [lower, mark], rows stamped in (mark, upper]) by `column`, counted on
+    the server (an index range scan; `lower` None: from the beginning). The marks are UTC, as
+    `high_water_mark` takes them."""
+    fmt = "%Y-%m-%d %H:%M:%S.%f"
+    since = f"`{column}` >= '{lower:{fmt}}' AND " if lower is not None else ""
+    conn = connect(cfg)
+    try:
+        cur = conn.cursor()
+        cur.execute("SET time_zone = '+00:00'")
+        cur.execute(f"SELECT COUNT(CASE WHEN `{column}` <= '{mark:{fmt}}' THEN 1 END), "
+                    f"COUNT(CASE WHEN `{column}` > '{mark:{fmt}}' THEN 1 END) FROM `{table}` "
+                    f"WHERE {since}`{column}` <= '{upper:{fmt}}'")
+        in_window, later = cur.fetchone()
+        return int(in_window), int(later)
+    finally:
+        conn.close()
 
 
 def keys_predicate(keys: list[str], values: list[tuple]) -> str:
