@@ -104,8 +104,7 @@ def unchanged_rerun(spark, cfg: Config, table: str, spec: TableSpec, batch_id: s
     would bring exactly those rows again (a row stamped late is excluded by how the mark is
     taken; a key deleted elsewhere is found by the reconciliation). Two COUNTs on the server
     and one on the batch, against reading and comparing the whole window."""
-    if batch_mark is None or not delta.has_batch(spark, cfg, f"bronze.{table}", batch_id,
-                                                 ("_ingest_date", run_date)):
+    if batch_mark is None:
         return None
     in_window, later = mysql.window_counts(cfg, table, spec.watermark, lower, batch_mark, upper)
     if later:

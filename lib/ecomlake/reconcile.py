@@ -215,12 +215,16 @@ def _counts(where: DataFrame) -> dict[str, int]:
     return row.asDict()
 
 
+BIGINT_MAX = 2**63 - 1
+
+
 def _by_ranges(spark, source: MysqlKeys, keys: list[str], lake: dict, like: T.StructType,
                cached: list, table: str) -> tuple[DataFrame, dict[str, int]] | None:
-    """The flagged key set of only the key ranges whose figures differ between the source and
-    the lake, and the counts over every range; None when most ranges differ (read every key)."""
+    """The flagged key set of the key ranges whose figures differ between the source and the
+    lake (of every range when most differ), and the counts over every range; None when the
+    source's keys do not fit the ranges (none at all, or past BIGINT: compare every key)."""
     lo, hi, n_source = source.bounds()
-    if n_source == 0:
+    if n_source == 0 or hi > BIGINT_MAX or lo < -BIGINT_MAX:
         return None
     width = range_width(lo, hi, n_source)
     column = source.spec.split_column
@@ -233,20 +237,24 @@ def _by_ranges(spark, source: MysqlKeys, keys: list[str], lake: dict, like: T.St
     ranges = set(lake_figures) | set(source_figures)
     differ = {r for r in ranges if source_figures.get(r) != (
         tuple(lake_figures[r][f] for f in ("n", "crc", "md5")) if r in lake_figures else None)}
+    every_key = len(differ) > MAX_DIFFERING_SHARE * len(ranges)
     log.info("reconciliation %s: %d key ranges of %d values, %d differ between the source and "
              "the lake%s", table, len(ranges), width, len(differ),
-             "" if len(differ) <= MAX_DIFFERING_SHARE * len(ranges)
-             else ": reading every key instead")
-    if len(differ) > MAX_DIFFERING_SHARE * len(ranges):
-        return None
+             ": reading every key instead" if every_key else "")
     totals = {f: sum(r[f] for r in lake_figures.values()) for f in LAKE}
-    same = sum(source_figures[r][0] for r in source_figures if r not in differ)
-    if not differ:
-        counts = {"source": same, **totals, "missing": 0, "gone": 0, "gone_from_silver": 0}
-        return flagged.filter(F.lit(False)).select(*keys, F.lit(False).alias("source"), *LAKE), counts
-    src = keys_as(source.keys(width, differ), keys, like).distinct()
-    lake_part = flagged.filter(F.col("_range").isin(sorted(differ))).select(
-        *keys, F.lit(False).alias("source"), *LAKE)
+    lake_part = flagged
+    if every_key:
+        src, same = source.keys(), 0
+    else:
+        same = sum(source_figures[r][0] for r in source_figures if r not in differ)
+        lake_part = flagged.filter(F.col("_range").isin(sorted(differ)))
+    lake_part = lake_part.select(*keys, F.lit(False).alias("source"), *LAKE)
+    if not every_key:
+        if not differ:
+            counts = {"source": same, **totals, "missing": 0, "gone": 0, "gone_from_silver": 0}
+            return lake_part, counts   # empty
+        src = source.keys(width, differ)
+    src = keys_as(src, keys, like).distinct()
     where = _where_keys_are(keys, {"source": src}, WHERE, tagged=[lake_part]).cache()
     cached.append(where)
     exact = _counts(where)
