@@ -18,9 +18,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from pyspark.sql import DataFrame
@@ -51,6 +52,18 @@ class GoldTable:
     version: int | None = None     # None: unknown, always published
     table_id: str | None = None
     path: str | None = None
+    # profile() of the pinned rows, computed by the first warehouse that needs it (the
+    # warehouses are published at the same time, from one GoldTable per table)
+    measured: tuple | None = field(default=None, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+
+def gold_profile(spark, t: GoldTable) -> tuple[list, dict[str, int]]:
+    """profile() of t's rows, once for every warehouse it is published to."""
+    with t._lock:
+        if t.measured is None:
+            t.measured = profile(gold_frame(spark, t))
+        return t.measured
 
 
 def read_gold(spark, cfg, name: str, primary_key: list[str]) -> GoldTable:
@@ -230,7 +243,7 @@ def _stage(spark, wh: Warehouse, conn, t: GoldTable, created: list[str]):
     """Create t's staging table, fill it and reconcile it with gold; returns (columns, rows).
     The staging table's name is appended to `created` as soon as it exists."""
     df = gold_frame(spark, t)
-    expected, string_lengths = profile(df)
+    expected, string_lengths = gold_profile(spark, t)
     columns = wh.columns(df.schema, string_lengths)
     staging = staging_prefix(t.name) + uuid.uuid4().hex[:8]
     conn.execute(wh.create_table_sql(staging, columns, wh.staging_key(t.primary_key)))

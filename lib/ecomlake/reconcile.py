@@ -77,7 +77,8 @@ def quarantine_only_keys(spark, cfg: Config, table: str, keys: list[str],
     """Keys whose rows are in quarantine and not in silver, and which were not deleted in the
     source after their last quarantined version (the quarantine is an append-only record)."""
     q = f"silver.{table}_quarantine"
-    if not delta.exists(spark, cfg, q):
+    # an empty quarantine (most tables, most days) costs a listing, not a join of three tables
+    if not delta.exists(spark, cfg, q) or delta.holds_no_rows(spark, cfg, q):
         return None
     not_null = [F.col(k).isNotNull() for k in keys]
     cond = not_null[0]

@@ -282,8 +282,7 @@ def build_table(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
             delta.replace_batch(bad, cfg, quarantine, batch_id, "_batch_id", batch_id)
         gone = deleted_keys(spark, cfg, table, spec, batch_id)
         merged = delta.merge(spark, cfg, name, fresh, spec.key, deleted_keys=gone,
-                             newer=LATEST_FIRST[table][0])
-        delta.ensure_checks(spark, cfg, name, silver_checks(spec))
+                             newer=LATEST_FIRST[table][0], checks=silver_checks(spec))
         versions = merge_history(spark, cfg, table, fresh, spec.key, spec.history, gone,
                                  deletion_time(run_date)) if spec.history else 0
         deduped.unpersist()

@@ -185,6 +185,42 @@ def test_silver_checks_guard_keys_and_rules_in_delta(spark, tmp_path):
     assert delta.read(spark, cfg, "silver.t").count() == 1
 
 
+def test_merge_creates_a_table_with_its_checks_in_the_first_commit(spark, lake_cfg):
+    import pytest
+    from delta.tables import DeltaTable
+    from ecomlake.io import delta
+
+    schema = "_id string, screen_size double"
+    guard = {"Key_Not_Null": "`_id` IS NOT NULL", "screen_size_positive": "screen_size > 0"}
+    bad = spark.createDataFrame([("a", 6.1), ("b", -1.0)], schema)
+    with pytest.raises(Exception, match="DELTA_VIOLATE_CONSTRAINT"):
+        delta.merge(spark, lake_cfg, "silver.t", bad, ["_id"], checks=guard)
+    assert not delta.exists(spark, lake_cfg, "silver.t")     # a refused creation leaves nothing
+    delta.merge(spark, lake_cfg, "silver.t", bad.filter("screen_size > 0"), ["_id"], checks=guard)
+    table = DeltaTable.forPath(spark, delta.path(lake_cfg, "silver.t"))
+    assert [r["version"] for r in table.history().collect()] == [0]       # one commit
+    props = table.detail().collect()[0]["properties"]
+    assert {k: v for k, v in props.items() if k.startswith("delta.constraints.")} == {
+        "delta.constraints.key_not_null": "`_id` IS NOT NULL",
+        "delta.constraints.screen_size_positive": "screen_size > 0"}
+    assert delta.ensure_checks(spark, lake_cfg, "silver.t", guard) == []   # nothing left to add
+    with pytest.raises(Exception, match="DELTA_VIOLATE_CONSTRAINT"):
+        delta.merge(spark, lake_cfg, "silver.t", bad, ["_id"], checks=guard)
+    assert delta.read(spark, lake_cfg, "silver.t").count() == 1
+
+
+def test_holds_no_rows_only_for_a_table_without_data_files(spark, lake_cfg):
+    from ecomlake.io import delta
+
+    empty = spark.createDataFrame([], "k int, _batch_id string")
+    delta.replace_batch(empty, lake_cfg, "silver.q", "b1", "_batch_id", "b1")
+    assert delta.read(spark, lake_cfg, "silver.q").count() == 0
+    assert delta.holds_no_rows(spark, lake_cfg, "silver.q")
+    delta.replace_batch(spark.createDataFrame([(1, "b2")], empty.schema), lake_cfg, "silver.q",
+                        "b2", "_batch_id", "b2")
+    assert not delta.holds_no_rows(spark, lake_cfg, "silver.q")
+
+
 def test_replace_batch_appends_then_replaces_only_its_own_batch(spark, lake_cfg):
     from ecomlake.io import delta
 

@@ -174,6 +174,14 @@ def has_batch(spark, cfg: Config, name: str, batch_id: str, partition=None) -> b
     return not read(spark, cfg, name).filter(F.col("_batch_id") == batch_id).isEmpty()
 
 
+def holds_no_rows(spark, cfg: Config, name: str) -> bool:
+    """True when table `name` surely holds no row: its folder has nothing beside _delta_log
+    (every data file, of any version, lies under the table's folder until VACUUM removes it).
+    A directory listing, no Spark job; False means "perhaps rows": ask the table."""
+    fs, p = _fs(spark, path(cfg, name))
+    return fs.exists(p) and all(s.getPath().getName() == "_delta_log" for s in fs.listStatus(p))
+
+
 def overwrite(df, cfg: Config, name: str) -> None:
     """Replace a table's content in one commit (readers see the old or the new version)."""
     (df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
@@ -181,15 +189,24 @@ def overwrite(df, cfg: Config, name: str) -> None:
 
 
 def merge(spark, cfg: Config, name: str, source, keys: list[str], *, deleted_keys=None,
-          newer: str | None = None) -> dict[str, int]:
+          newer: str | None = None, checks: dict[str, str] | None = None) -> dict[str, int]:
     """Upsert `source` (already one row per key) into table `name` and delete the rows whose key
     is in `deleted_keys`, in one MERGE (one scan of the table, one commit). With `newer` (a
     column such as updated_at), a row is never replaced by one whose `newer` is older.
+    A table that does not exist yet is created with the CHECK constraints `checks` (name ->
+    SQL) in its first commit; an existing one gets those it lacks (ensure_checks).
     Returns the rows inserted, updated and deleted."""
     if not exists(spark, cfg, name):
-        source.write.format("delta").save(path(cfg, name))
+        # The constraints go into the creating commit's metadata (Delta checks the first rows
+        # against them too): adding them afterwards costs a commit and a scan each, ~1.4 s a
+        # constraint on this machine, 10 s for a silver table with 7 rules.
+        (source.write.format("delta")
+         .options(**{f"delta.constraints.{c.lower()}": sql for c, sql in (checks or {}).items()})
+         .save(path(cfg, name)))
         n = source.count()
         return {"inserted": n, "updated": 0, "deleted": 0}
+    if checks:
+        ensure_checks(spark, cfg, name, checks)
     columns = source.columns
     flagged = source.select("*", F.lit(False).alias("_delete"))
     if deleted_keys is not None:
