@@ -336,3 +336,14 @@ def test_a_build_is_skipped_only_while_every_input_output_and_shape_is_as_record
     # the version is the _delta_log's latest commit, as Delta itself counts it
     assert delta.latest_version(spark, lake_cfg, "silver.t") == \
         delta.version(spark, lake_cfg, "silver.t") == 1
+
+
+def test_written_gives_the_last_commits_version_and_rows(spark, lake_cfg):
+    from ecomlake.io import delta
+
+    delta.overwrite(spark.range(7), lake_cfg, "gold.w")
+    assert delta.written(spark, lake_cfg, "gold.w") == (0, 7)
+    delta.overwrite(spark.range(3), lake_cfg, "gold.w")
+    delta.append(spark.range(5).selectExpr("id", "id % 2 AS p"), lake_cfg, "gold.v", "p")
+    assert delta.written(spark, lake_cfg, "gold.w") == (1, 3)
+    assert delta.written(spark, lake_cfg, "gold.v") == (0, 5)

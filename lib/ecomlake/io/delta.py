@@ -101,10 +101,16 @@ def table_id(spark, cfg: Config, name: str) -> str:
 
 
 def written(spark, cfg: Config, name: str) -> tuple[int, int]:
-    """(version, rows written) of the table's last commit, from the Delta log: the row count
-    of a write without reading the table again."""
-    last = DeltaTable.forPath(spark, path(cfg, name)).history(1).collect()[0]
-    return last["version"], int((last["operationMetrics"] or {}).get("numOutputRows", 0))
+    """(version, rows written) of the table's last commit: the row count of a write without
+    reading the table again, from the commitInfo of that commit's file in the Delta log (a
+    file read; history(1) replays the log, 0.15 s a table)."""
+    version = latest_version(spark, cfg, name)
+    text = read_text(spark, f"{path(cfg, name)}/_delta_log/{version:020d}.json") or ""
+    for line in text.splitlines():
+        info = json.loads(line).get("commitInfo") if line.strip() else None
+        if info is not None:
+            return version, int((info.get("operationMetrics") or {}).get("numOutputRows", 0))
+    return version, 0
 
 
 def replace_batch(df, cfg: Config, name: str, batch_id: str, partition_by: str,
