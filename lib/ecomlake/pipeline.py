@@ -101,6 +101,8 @@ def silver_build(name: str, spec) -> tuple[str, list[str], list[str], dict]:
 
 
 def stage_silver(spark, cfg: Config, run: Run) -> None:
+    records = reconcile.batch_records(spark, cfg, run.batch_id)   # bronze's counts, read once
+
     def build(item):
         name, spec = item
         if not delta.exists(spark, cfg, f"bronze.{name}"):
@@ -121,7 +123,7 @@ def stage_silver(spark, cfg: Config, run: Run) -> None:
         n_silver = delta.read(spark, cfg, f"silver.{name}").count()
         run.summary[f"silver.{name}"] = n_silver
         # every run proves its completeness, a skipped build too
-        reconcile.verify_silver(spark, cfg, name, spec, run.batch_id, n_silver)
+        reconcile.verify_silver(spark, cfg, name, spec, run.batch_id, n_silver, records)
 
     # independent tables: two at a time (see ecomlake.spark.in_parallel)
     in_parallel(build, list(load_tables().items()))

@@ -380,14 +380,23 @@ def marks(spark, cfg: Config, table: str, batch_id: str):
     return found.get(False), found.get(True)
 
 
+def batch_records(spark, cfg: Config, batch_id: str) -> dict:
+    """table -> bronze's record of batch `batch_id` in bronze._batches (one read for every
+    table of a stage)."""
+    if not delta.exists(spark, cfg, BATCHES):
+        return {}
+    return {r["table"]: r for r in delta.read(spark, cfg, BATCHES)
+            .filter(F.col("_batch_id") == batch_id).collect()}
+
+
 def verify_silver(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
-                  n_silver: int) -> None:
+                  n_silver: int, records: dict | None = None) -> None:
     """After the MERGE: silver keys + quarantine-only keys must equal the source's keys as
     bronze's reconciliation read them (less those deleted while it re-read). Logged; a
-    disagreement stops the run (exit 2)."""
-    state = (delta.read(spark, cfg, BATCHES)
-             .filter((F.col("table") == table) & (F.col("_batch_id") == batch_id)).collect()
-             if delta.exists(spark, cfg, BATCHES) else [])
+    disagreement stops the run (exit 2). `records`: batch_records() already read."""
+    if records is None:
+        records = batch_records(spark, cfg, batch_id)
+    state = [records[table]] if table in records else []
     if not state:
         log.warning("reconciliation silver.%s, batch %s: no source key count recorded by bronze "
                     "for this batch (bronze ran without reconciliation); not verified",

@@ -247,7 +247,8 @@ class SilverCounts:
 def split_batch(checked: DataFrame, table: str, batch_id: str, spec: TableSpec):
     """(clean, bad, counts) of a checked batch; raise before any write if too much is bad."""
     clean, bad = split_valid(checked)
-    n_bronze, n_bad = checked.count(), bad.count()
+    n_bronze, n_bad = checked.agg(F.count(F.lit(1)),   # both counts in one pass
+                                  F.count(F.when(F.size(FAILED_RULES) > 0, True))).collect()[0]
     if n_bronze and n_bad / n_bronze > spec.max_bad_fraction:
         by_rule = (bad.select(F.explode(FAILED_RULES).alias("rule")).groupBy("rule").count()
                    .orderBy("rule").collect())
