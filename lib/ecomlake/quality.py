@@ -20,7 +20,12 @@ def with_failed_rules(rules: dict[str, str]):
     return transform
 
 
+def is_bad():
+    """True for a checked row that broke at least one rule."""
+    return F.size(F.col(FAILED_RULES)) > 0
+
+
 def split_valid(checked: DataFrame) -> tuple[DataFrame, DataFrame]:
     """(clean rows without the rules column, quarantined rows with it)."""
-    bad = F.size(F.col(FAILED_RULES)) > 0
+    bad = is_bad()
     return checked.filter(~bad).drop(FAILED_RULES), checked.filter(bad)

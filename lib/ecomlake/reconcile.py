@@ -390,12 +390,10 @@ def batch_records(spark, cfg: Config, batch_id: str) -> dict:
 
 
 def verify_silver(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
-                  n_silver: int, records: dict | None = None) -> None:
+                  n_silver: int, records: dict) -> None:
     """After the MERGE: silver keys + quarantine-only keys must equal the source's keys as
-    bronze's reconciliation read them (less those deleted while it re-read). Logged; a
-    disagreement stops the run (exit 2). `records`: batch_records() already read."""
-    if records is None:
-        records = batch_records(spark, cfg, batch_id)
+    bronze's reconciliation read them (`records`: batch_records(), less those deleted while it
+    re-read). Logged; a disagreement stops the run (exit 2)."""
     state = [records[table]] if table in records else []
     if not state:
         log.warning("reconciliation silver.%s, batch %s: no source key count recorded by bronze "

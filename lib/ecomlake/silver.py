@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from ecomlake.config import Config, TableSpec
 from ecomlake.errors import DataQualityError
 from ecomlake.io import delta
-from ecomlake.quality import FAILED_RULES, split_valid, with_failed_rules
+from ecomlake.quality import FAILED_RULES, is_bad, split_valid, with_failed_rules
 from ecomlake import schemas
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ def split_batch(checked: DataFrame, table: str, batch_id: str, spec: TableSpec):
     """(clean, bad, counts) of a checked batch; raise before any write if too much is bad."""
     clean, bad = split_valid(checked)
     n_bronze, n_bad = checked.agg(F.count(F.lit(1)),   # both counts in one pass
-                                  F.count(F.when(F.size(FAILED_RULES) > 0, True))).collect()[0]
+                                  F.count(F.when(is_bad(), True))).collect()[0]
     if n_bronze and n_bad / n_bronze > spec.max_bad_fraction:
         by_rule = (bad.select(F.explode(FAILED_RULES).alias("rule")).groupBy("rule").count()
                    .orderBy("rule").collect())

@@ -88,29 +88,35 @@ def file_status(spark, location: str) -> str:
             f"modified {fs.getFileStatus(p).getModificationTime()}")
 
 
+def commit_action(spark, cfg: Config, name: str, version: int, action: str) -> dict | None:
+    """The `action` (metaData, commitInfo, ...) of commit `version` of table `name`, read from
+    that commit's file in the Delta log (no replay of the log); None when the file or the
+    action is not there (log clean-up removes old commits)."""
+    text = read_text(spark, f"{path(cfg, name)}/_delta_log/{version:020d}.json")
+    for line in (text or "").splitlines():
+        found = json.loads(line).get(action) if line.strip() else None
+        if found is not None:
+            return found
+    return None
+
+
 def table_id(spark, cfg: Config, name: str) -> str:
     """The table's id (set when it was created; a table rebuilt from scratch gets a new one),
     from the metaData action of its first commit, or from DESCRIBE DETAIL once log clean-up
     has removed that commit."""
-    text = read_text(spark, f"{path(cfg, name)}/_delta_log/{0:020d}.json")
-    for line in (text or "").splitlines():
-        action = json.loads(line) if line.strip() else {}
-        if "metaData" in action:
-            return action["metaData"]["id"]
+    meta = commit_action(spark, cfg, name, 0, "metaData")
+    if meta is not None:
+        return meta["id"]
     return DeltaTable.forPath(spark, path(cfg, name)).detail().select("id").collect()[0][0]
 
 
 def written(spark, cfg: Config, name: str) -> tuple[int, int]:
     """(version, rows written) of the table's last commit: the row count of a write without
-    reading the table again, from the commitInfo of that commit's file in the Delta log (a
-    file read; history(1) replays the log, 0.15 s a table)."""
+    reading the table again, from that commit's commitInfo (a file read; history(1) replays
+    the log, 0.15 s a table)."""
     version = latest_version(spark, cfg, name)
-    text = read_text(spark, f"{path(cfg, name)}/_delta_log/{version:020d}.json") or ""
-    for line in text.splitlines():
-        info = json.loads(line).get("commitInfo") if line.strip() else None
-        if info is not None:
-            return version, int((info.get("operationMetrics") or {}).get("numOutputRows", 0))
-    return version, 0
+    info = commit_action(spark, cfg, name, version, "commitInfo") or {}
+    return version, int((info.get("operationMetrics") or {}).get("numOutputRows", 0))
 
 
 def replace_batch(df, cfg: Config, name: str, batch_id: str, partition_by: str,
