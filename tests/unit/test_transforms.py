@@ -302,6 +302,33 @@ def test_merge_upserts_and_deletes_in_one_commit_and_counts_what_it_did(spark, l
     assert delta.version(spark, lake_cfg, name) == before + 1
 
 
+def test_merge_of_rows_it_would_not_change_makes_no_commit(spark, lake_cfg):
+    """Tables have no deletion vectors (copy-on-write): a MERGE rewrites and commits every file
+    holding a matched row, so delta.merge must drop equal and older rows before it."""
+    from ecomlake.io import delta
+
+    schema = "k int, v string, updated_at int, _batch_id string"
+    name = "silver.t_idle"
+    delta.merge(spark, lake_cfg, name, spark.createDataFrame(
+        [(1, "a", 5, "b0"), (2, "b", 5, "b0")], schema), ["k"], newer="updated_at")
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{delta.path(lake_cfg, name)}`").collect()[0]
+    assert detail["properties"].get("delta.enableDeletionVectors") != "true"
+    before = delta.version(spark, lake_cfg, name)
+    # 1 equal (audit column aside), 2 older than silver's: neither changes, no commit
+    idle = spark.createDataFrame([(1, "a", 5, "b1"), (2, "B", 4, "b1")], schema)
+    assert delta.merge(spark, lake_cfg, name, idle, ["k"], newer="updated_at") == \
+        {"inserted": 0, "updated": 0, "deleted": 0}
+    assert delta.version(spark, lake_cfg, name) == before
+    # a newer 2 beside the same idle 1: one update, one commit, 1 untouched
+    busy = spark.createDataFrame([(1, "a", 5, "b2"), (2, "B", 6, "b2")], schema)
+    assert delta.merge(spark, lake_cfg, name, busy, ["k"], newer="updated_at") == \
+        {"inserted": 0, "updated": 1, "deleted": 0}
+    assert delta.version(spark, lake_cfg, name) == before + 1
+    got = sorted((r.k, r.v, r.updated_at, r._batch_id)
+                 for r in delta.read(spark, lake_cfg, name).collect())
+    assert got == [(1, "a", 5, "b0"), (2, "B", 6, "b2")]
+
+
 def test_a_build_is_skipped_only_while_every_input_output_and_shape_is_as_recorded(spark,
                                                                                   lake_cfg):
     from ecomlake import builds

@@ -235,6 +235,16 @@ def merge(spark, cfg: Config, name: str, source, keys: list[str], *, deleted_key
     update = f"NOT s._delete AND ({changed})" if changed else "NOT s._delete"
     if newer:
         update += f" AND coalesce(s.`{newer}` >= t.`{newer}`, true)"
+    # Drop the source rows the MERGE would leave as they are (a row equal to silver's, or older
+    # than it). Without deletion vectors a MERGE rewrites every file holding a matched row,
+    # changed or not, and commits; with only changing rows left, a MERGE that changes nothing
+    # matches nothing and makes no commit (a rerun is no new version).
+    target = read(spark, cfg, name).select(*columns)
+    idle = (flagged.alias("s").join(target.alias("t"), F.expr(on), "inner")
+            .filter(F.expr(f"NOT s._delete AND NOT ({update})"))
+            .select(*[F.col(f"s.`{k}`").alias(k) for k in keys]))
+    flagged = flagged.alias("s").join(idle.alias("i"), F.expr(
+        " AND ".join(f"s.`{k}` <=> i.`{k}`" for k in keys)), "left_anti")
     m = (DeltaTable.forPath(spark, path(cfg, name)).alias("t")
          .merge(flagged.alias("s"), on)
          .whenMatchedDelete(condition="s._delete")
