@@ -206,7 +206,9 @@ def merge(spark, cfg: Config, name: str, source, keys: list[str], *, deleted_key
     is in `deleted_keys`, in one MERGE (one scan of the table, one commit). With `newer` (a
     column such as updated_at), a row is never replaced by one whose `newer` is older.
     A table that does not exist yet is created with the CHECK constraints `checks` (name ->
-    SQL) in its first commit; an existing one gets those it lacks (ensure_checks).
+    SQL) in its first commit; an existing one gets those it lacks (ensure_checks). Source rows
+    the MERGE would leave as they are (equal to the table's row, audit columns aside, or older
+    by `newer`) are dropped before it, so a MERGE that changes nothing makes no commit.
     Returns the rows inserted, updated and deleted."""
     if not exists(spark, cfg, name):
         # The constraints go into the creating commit's metadata (Delta checks the first rows
