@@ -134,11 +134,13 @@ def replace_batch(spark, cfg: Config, name: str, df: DataFrame, batch_id: str,
 
 def ingest_mysql(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str,
                  run_date: dt.date, ingested_at: dt.datetime, *, full_refresh: bool = False,
-                 backfill: tuple[dt.date, dt.date] | None = None) -> tuple[int, dt.datetime | None]:
+                 backfill: tuple[dt.date, dt.date] | None = None,
+                 mark: dt.datetime | None = None) -> tuple[int, dt.datetime | None]:
     """Read this batch's rows into bronze.<table>; returns (rows, the high-water mark the batch
-    read up to, or None when it is not an incremental read)."""
+    read up to, or None when it is not an incremental read). `mark`: the high-water mark the
+    stage took for all its tables (taken here when None)."""
     # The mark is taken before the read: rows stamped after it are the next batch's.
-    upper = mysql.high_water_mark(cfg) if spec.incremental else None
+    upper = (mark or mysql.high_water_mark(cfg)) if spec.incremental else None
     lower, batch_mark = reconcile.marks(spark, cfg, table, batch_id) if upper else (None, None)
     if upper is not None and not full_refresh and not backfill:
         kept = unchanged_rerun(spark, cfg, table, spec, batch_id, run_date, lower, batch_mark,

@@ -55,13 +55,20 @@ def stage_bronze(spark, cfg: Config, run: Run) -> None:
     """Each source table into bronze, then its reconciliation: the source's key set against the
     lake's (missing keys re-read, deletions recorded, a mass deletion stopped), and the batch's
     mark and counts kept in bronze._batches."""
+    tables = [(n, s) for n, s in load_tables().items() if s.source in run.sources]
+    # One high-water mark for every MySQL table of the batch, taken before any of them is read
+    # (a mark holds for any read that starts after it): one settle wait per run, not per table,
+    # and one cut across the tables.
+    upper = mysql.high_water_mark(cfg) if any(
+        s.source == "mysql" and s.incremental for _, s in tables) else None
+
     def ingest(item) -> reconcile.Reconciliation:
         name, spec = item
         recover = None
         if spec.source == "mysql":
             n, mark = bronze.ingest_mysql(spark, cfg, name, spec, run.batch_id, run.run_date,
                                           run.ingested_at, full_refresh=run.full_refresh,
-                                          backfill=run.backfill)
+                                          backfill=run.backfill, mark=upper)
             source_keys = reconcile.MysqlKeys(spark, cfg, name, spec)
             recover = bronze.recover_mysql(spark, cfg, name, spec, run.batch_id, run.run_date,
                                            run.ingested_at)
@@ -87,8 +94,7 @@ def stage_bronze(spark, cfg: Config, run: Run) -> None:
         return result
 
     # independent tables: two at a time (see ecomlake.spark.in_parallel)
-    results = in_parallel(ingest, [(n, s) for n, s in load_tables().items()
-                                   if s.source in run.sources])
+    results = in_parallel(ingest, tables)
     reconcile.record(spark, cfg, results)
 
 
