@@ -31,9 +31,13 @@ NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 @pytest.fixture(scope="module")
 def hadoop_up():
+    """Hadoop for this module; stopped after it if this module started it (its four JVMs
+    would otherwise take CPU from the rest of the suite), left running if it was up already."""
     cfg = load_config("yarn")
-    hadoop.up(cfg)
-    return cfg
+    was_up = any(what == "already running" for _, what in hadoop.up(cfg))
+    yield cfg
+    if not was_up:
+        hadoop.down(cfg)
 
 
 def proc_status(pid: int) -> dict[str, str]:
