@@ -211,6 +211,23 @@ def test_odd_mysql_values_end_in_quarantine_or_intact_in_silver(day_1):
     assert day_1.seen["day1_quarantine"] == {i: ["timestamp_plausible"] for i in ODD_BAD}
 
 
+def test_every_mysql_table_of_a_run_is_read_up_to_one_high_water_mark(day_1):
+    """The run takes one mark, before any table is read: every incremental MySQL table's batch
+    records that same mark (marks taken per table differ by at least the settle wait), and it
+    came from the server's clock, so it is not later than the server's clock now."""
+    from ecomlake.config import load_tables
+    mysql_tables = sorted(n for n, s in load_tables().items()
+                          if s.source == "mysql" and s.incremental)
+    assert len(mysql_tables) > 1
+    marks = {r["table"]: r["watermark"] for r in delta.read(
+        day_1.spark, day_1.cfg, "bronze._batches").filter(
+            F.col("_batch_id") == day(1).isoformat()).collect()}
+    assert sorted(t for t in marks if t in mysql_tables) == mysql_tables
+    assert len({marks[t] for t in mysql_tables}) == 1, marks
+    (now,) = source_sql(day_1.src, "SELECT UTC_TIMESTAMP(3)")[0]
+    assert marks[mysql_tables[0]] <= now
+
+
 def test_a_loss_in_the_lake_heals_on_the_next_run(day_2):
     s = day_2
     assert s.seen["day2_silver"] == s.seen["day2_expected"]
