@@ -35,6 +35,10 @@ class SparkSettings:
     master: str
     driver_memory: str = "4g"
     shuffle_partitions: int = 4
+    # Extra JVM options for the driver and the executors, after the project's own. The test
+    # suite sets C1-only JIT and the serial GC here (tests/conftest.py): on the course data a
+    # job is mostly JVM warm-up, which they cut; on real volumes C2 wins (README, "Tests").
+    java_options: str = ""
     conf: dict = field(default_factory=dict)
 
 

@@ -40,15 +40,22 @@ def spark_conf(cfg: Config) -> dict[str, str]:
         "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
         # Timestamps are UTC end to end (sources, lake, warehouses).
         "spark.sql.session.timeZone": "UTC",
-        "spark.driver.extraJavaOptions":
-            f"-Duser.timezone=UTC -Dlog4j2.configurationFile={PROJECT_ROOT / 'conf' / 'log4j2.properties'}",
-        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.driver.extraJavaOptions": _java_options(
+            "-Duser.timezone=UTC",
+            f"-Dlog4j2.configurationFile={PROJECT_ROOT / 'conf' / 'log4j2.properties'}",
+            cfg.spark.java_options),
+        "spark.executor.extraJavaOptions": _java_options("-Duser.timezone=UTC",
+                                                         cfg.spark.java_options),
         # Bind to loopback: traffic off 127.0.0.1 is not allowed on these machines.
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
     }
     conf.update({k: _expand(v) for k, v in cfg.spark.conf.items()})
     return conf
+
+
+def _java_options(*options: str) -> str:
+    return " ".join(o for o in options if o)
 
 
 def _spark_home() -> str:

@@ -29,7 +29,8 @@ STAR = ["DimDate", "DimCountry", "DimCategory", "DimItem", "FactSales"]
 def executed(course_lake):
     """The notebook executed in a fresh kernel pointed at the course lake. The kernel starts its
     own Spark driver beside the tests' one: 1 GiB is plenty for the course data."""
-    overrides = {**json.loads(course_lake.env["ECOMLAKE_OVERRIDES"]), "spark": {"driver_memory": "1g"}}
+    overrides = json.loads(course_lake.env["ECOMLAKE_OVERRIDES"])
+    overrides["spark"] = {**overrides.get("spark", {}), "driver_memory": "1g"}
     env = {"ECOMLAKE_OVERRIDES": json.dumps(overrides), "ECOMLAKE_ENV": "local",
            "SPARK_LOCAL_IP": "127.0.0.1"}
     nb = nbformat.read(NOTEBOOK, as_version=4)

@@ -1,6 +1,5 @@
 """Publishing to the real PostgreSQL and to the DB2 path (JCC over DRDA to the Derby stand-in):
 atomic under SIGKILL, reconciled, idempotent, leftovers cleaned."""
-import json
 import os
 import signal
 import subprocess
@@ -15,7 +14,7 @@ from ecomlake.errors import ReconciliationError
 from ecomlake.io import delta
 from ecomlake.io.warehouse import DB2Warehouse, PostgresWarehouse
 
-from tests.conftest import warehouse_query
+from tests.conftest import overrides_env, warehouse_query
 
 TABLE = "sales_by_product"
 PROBES = ("recon_probe", "rerun_probe", "copy_probe", "swap_probe")
@@ -81,7 +80,7 @@ def publish_job(lake_root, target, kill_after=None):
     """Run `spark-submit.sh publish` for TABLE; with kill_after, SIGKILL the whole process group
     as soon as a log line containing that text appears. Returns (exit code, output)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
-           "ECOMLAKE_OVERRIDES": json.dumps({"lake": {"root": str(lake_root)}, **KILL_SCHEMAS})}
+           **overrides_env(lake={"root": str(lake_root)}, **KILL_SCHEMAS)}
     proc = subprocess.Popen([str(PROJECT_ROOT / "spark-submit.sh"), "publish", "--target", target,
                              "--tables", TABLE], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env, start_new_session=True)

@@ -84,3 +84,14 @@ def test_a_value_outside_its_choices_is_rejected_by_name():
     with pytest.raises(ConfigError, match=r"`postgres.bulk_write` must be one of copy, jdbc, got 'fast'"):
         load_config("local", overrides={"postgres": {"bulk_write": "fast"}})
     assert load_config("local").postgres.bulk_write == "copy"
+
+
+def test_java_options_follow_the_projects_own_on_driver_and_executors():
+    from ecomlake.spark import spark_conf
+
+    plain = spark_conf(load_config("local", overrides={"spark": {"java_options": ""}}))
+    conf = spark_conf(load_config("local", overrides={"spark": {"java_options": "-Xss4m -Da=b"}}))
+    for side in ("driver", "executor"):
+        key = f"spark.{side}.extraJavaOptions"
+        assert "-Duser.timezone=UTC" in plain[key].split() and "-Xss4m" not in plain[key]
+        assert conf[key] == plain[key] + " -Xss4m -Da=b"
