@@ -19,18 +19,6 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 # scale 1 (1M sales lines) C1-only is 19 % slower (141 s against 118 s).
 TEST_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
-
-def _with_test_java_options() -> str:
-    import json
-
-    import yaml
-
-    own = yaml.safe_load(os.environ.get("ECOMLAKE_OVERRIDES") or "{}") or {}
-    spark = {"java_options": TEST_JAVA_OPTIONS, **own.get("spark", {})}
-    return json.dumps({**own, "spark": spark})
-
-
-os.environ["ECOMLAKE_OVERRIDES"] = _with_test_java_options()
 CAPSTONE = PROJECT_ROOT / "data" / "capstone"   # the course files, carried in the repository
 
 
@@ -95,6 +83,9 @@ def overrides_env(**sections) -> dict:
     own = yaml.safe_load(os.environ.get("ECOMLAKE_OVERRIDES") or "{}") or {}
     return {"ECOMLAKE_OVERRIDES": json.dumps(merge(own, sections))}
 
+
+# Set once for the whole suite, merged over the developer's own $ECOMLAKE_OVERRIDES.
+os.environ.update(overrides_env(spark={"java_options": TEST_JAVA_OPTIONS}))
 
 COURSE_RUN_DATE = "2026-11-25"
 
