@@ -66,6 +66,22 @@ def warehouse_query(wh, sql):
         conn.close()
 
 
+def source_sql(src, sql, params=()):
+    """Rows of `sql` (None for a statement without rows) on the MySQL sources of `src`, as the
+    loader account (the pipeline's own account may only read), committed."""
+    from ecomlake.io import mysql
+
+    conn = mysql.connect(src, loader=True)
+    try:
+        cur = conn.cursor()
+        cur.execute(sql, params)
+        rows = cur.fetchall() if cur.with_rows else None
+        conn.commit()
+        return rows
+    finally:
+        conn.close()
+
+
 def overrides_env(**sections) -> dict:
     """The environment that points a subprocess (job, DAG run, notebook) at `sections`, e.g.
     lake={"root": ...}: merged over the caller's own $ECOMLAKE_OVERRIDES (which may point the

@@ -29,6 +29,8 @@ from ecomlake.errors import MassDeleteError
 from ecomlake.io import delta, mongo, mysql
 from ecomlake.ops.sources import capstone
 
+from tests.conftest import source_sql
+
 D1 = dt.date(2026, 3, 1)
 BRONZE_SILVER = ["bronze", "silver"]
 
@@ -44,18 +46,6 @@ def lake(tmp_path):
 def run(spark, cfg, k, stages=BRONZE_SILVER, **kw):
     r = pipeline.Run(run_date=day(k), ingested_at=dt.datetime(2026, 3, 1), **kw)
     return pipeline.run_stages(spark, cfg, r, stages)
-
-
-def source_sql(src, sql, params=()):
-    conn = mysql.connect(src, loader=True)   # the sources are written by the loader account
-    try:
-        cur = conn.cursor()
-        cur.execute(sql, params)
-        rows = cur.fetchall() if cur.with_rows else None
-        conn.commit()
-        return rows
-    finally:
-        conn.close()
 
 
 def source_sales(src) -> dict[int, tuple]:

@@ -20,19 +20,9 @@ from ecomlake.config import load_config
 from ecomlake.io import delta, mysql
 from ecomlake.ops.sources import capstone
 
+from tests.conftest import source_sql
+
 D1, D2 = dt.date(2026, 5, 1), dt.date(2026, 5, 2)
-
-
-def source_sql(src, sql):
-    conn = mysql.connect(src, loader=True)
-    try:
-        cur = conn.cursor()
-        cur.execute(sql)
-        rows = cur.fetchall() if cur.with_rows else None
-        conn.commit()
-        return rows
-    finally:
-        conn.close()
 
 
 class Logged(logging.Handler):
