@@ -185,13 +185,15 @@ def recover_mysql(spark, cfg: Config, table: str, spec: TableSpec, batch_id: str
 
 
 def ingest_mongo(spark, cfg: Config, collection: str, batch_id: str, run_date: dt.date,
-                 ingested_at: dt.datetime) -> int:
+                 ingested_at: dt.datetime) -> tuple[int, str | None]:
     """The whole collection as it is: every top-level field as text (a known field in its own
     column, any other in `_extra`) and each field's BSON type in `_bson_types`, so no value of
     any type can fail the read; silver types the known fields and quarantines what does not
-    fit."""
+    fit. Returns (rows, the documents' fingerprint, or None when the collection changed while
+    it was read): ecomlake.quickcheck compares a rerun's collection with it."""
     known = schemas.MONGO[collection]
-    extra = sorted(set(mongo.top_level_fields(cfg, collection)) - set(known))
+    fields, before = mongo.scan(cfg, collection)
+    extra = sorted(set(fields) - set(known))
     if extra:
         log.info("bronze.%s: fields outside the schema, kept in %s: %s", collection, EXTRA,
                  ", ".join(extra))
@@ -200,7 +202,14 @@ def ingest_mongo(spark, cfg: Config, collection: str, batch_id: str, run_date: d
     out = (docs.transform(with_extra_fields(extra))
            .transform(with_delta_safe_names(schemas.DELTA_NAMES))
            .transform(with_audit_columns(source, batch_id, run_date, ingested_at)))
-    return replace_batch(spark, cfg, f"bronze.{collection}", out, batch_id, run_date)[0]
+    n = replace_batch(spark, cfg, f"bronze.{collection}", out, batch_id, run_date)[0]
+    # The batch is what the collection held at some moment of the read: the same fingerprint
+    # just before and just after it says which documents those were.
+    after = mongo.scan(cfg, collection)[1]
+    if after != before:
+        log.info("bronze.%s: the collection changed while it was read: no fingerprint kept "
+                 "(a rerun takes the full check)", collection)
+    return n, before if after == before else None
 
 
 def record_deletes(spark, cfg: Config, table: str, batch_id: str, run_date: dt.date,

@@ -45,6 +45,7 @@ class Run:
     allow_mass_delete: bool = False       # let deletions past max_delete_fraction through
     republish: bool = False               # publish gold tables even if already published
     summary: dict = field(default_factory=dict)
+    fingerprints: dict = field(default_factory=dict)   # MongoDB collection -> its documents'
 
     @property
     def batch_id(self) -> str:
@@ -73,8 +74,9 @@ def stage_bronze(spark, cfg: Config, run: Run) -> None:
             recover = bronze.recover_mysql(spark, cfg, name, spec, run.batch_id, run.run_date,
                                            run.ingested_at)
         else:
-            n, mark = bronze.ingest_mongo(spark, cfg, name, run.batch_id, run.run_date,
-                                          run.ingested_at), None
+            n, run.fingerprints[name] = bronze.ingest_mongo(spark, cfg, name, run.batch_id,
+                                                            run.run_date, run.ingested_at)
+            mark = None
             # a MongoDB batch is a full snapshot: its keys, typed as silver types them, are
             # the source's key set
             source_keys = delta.read(spark, cfg, f"bronze.{name}").filter(

@@ -147,6 +147,24 @@ def range_figures(keys: list[str], column: str, width: int, flags: list[str]):
             *[F.count(F.when(F.col(f), True)).alias(f) for f in flags]]
 
 
+def lake_key_figures(spark, cfg: Config, table: str, spec: TableSpec) -> dict:
+    """The lake's key set of `table` (silver's keys + the quarantine-only keys, typed as bronze
+    holds them) as mysql.key_summary's figures over a whole table, and how many of the keys are
+    silver's: a source whose key figures are these holds the same keys (ecomlake.quickcheck)."""
+    keys = spec.key
+    like = T.StructType([delta.read(spark, cfg, f"bronze.{table}").schema[k] for k in keys])
+    silver = keys_as(delta.read(spark, cfg, f"silver.{table}"), keys, like)
+    lake = silver.select("*", F.lit(True).alias("silver"))
+    quarantined = quarantine_only_keys(spark, cfg, table, keys, silver)
+    if quarantined is not None:
+        lake = lake.unionByName(keys_as(quarantined, keys, like).select(
+            "*", F.lit(False).alias("silver")))
+    r = lake.agg(*range_figures(keys, None, None, ["silver"])).collect()[0]
+    n = int(r["n"])
+    return {"keys": [n, int(r["crc"] or 0), int(r["md5"] or 0)], "silver": int(r["silver"]),
+            "quarantine_only": n - int(r["silver"])}
+
+
 @dataclass
 class MysqlKeys:
     """A MySQL table's key set, as the reconciliation asks for it."""

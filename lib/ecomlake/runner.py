@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 
+from ecomlake import quickcheck
 from ecomlake.config import ConfigError, available_envs, load_config
 from ecomlake.errors import EcomlakeError
 from ecomlake.io.warehouse import WAREHOUSES
@@ -58,7 +59,24 @@ def parser(job: str, doc: str, stages: list[str]) -> argparse.ArgumentParser:
                        help="publish every gold table again, even one whose Delta version is "
                             "the one the warehouse's publish_log says was last published "
                             "(default: those are skipped); --full-refresh implies it")
+    if stages == quickcheck.STAGES:
+        p.add_argument("--full-check", action="store_true",
+                       help="run every stage even when the quick check finds that nothing "
+                            "changed since the last complete run of this date (the stages still "
+                            "skip what did not change, by their own records; README, 'Reruns')")
     return p
+
+
+def quick_check(cfg, run) -> "quickcheck.Verdict":
+    """quickcheck.check before Spark starts; a check that cannot be completed (anything but a
+    server that refuses, which stops the job as the stages would) runs every stage."""
+    try:
+        return quickcheck.check(quickcheck.JvmOnly(), cfg, run)
+    except EcomlakeError:
+        raise
+    except Exception as exc:
+        log.warning("quick check: could not be completed (%s)", exc)
+        return quickcheck.Verdict(False, "the check could not be completed")
 
 
 def main(job: str, doc: str, stages: list[str], argv: list[str] | None = None) -> int:
@@ -88,10 +106,27 @@ def main(job: str, doc: str, stages: list[str], argv: list[str] | None = None) -
         log.info("%s: env %s (%s), run date %s, stages %s", job, cfg.env, cfg.source_file,
                  run_date, " -> ".join(stages))
         pipeline.preflight(cfg, stages, targets, sources)
+        quick = stages == quickcheck.STAGES
+        if quick and not (run.full_refresh or run.backfill or run.republish or args.full_check):
+            verdict = quick_check(cfg, run)
+            if verdict.unchanged:
+                for what in verdict.proven:
+                    log.info("quick check: %s", what)
+                log.info("%s: nothing changed since the last complete run of %s: no stage runs, "
+                         "no Delta commit, no warehouse write (%.1fs; --full-check runs every "
+                         "stage)", job, run_date, time.monotonic() - t0)
+                return EXIT_OK
+            log.info("quick check: %s: running every stage", verdict.why)
         from ecomlake.spark import session
 
         spark = session(cfg, f"ecomlake-{job}")
         summary = pipeline.run_stages(spark, cfg, run, stages)
+        if quick:
+            try:
+                quickcheck.record(spark, cfg, run)
+            except Exception as exc:   # the record only saves time; without it a rerun checks fully
+                log.warning("quick check: no record written (%s): a rerun of %s runs every "
+                            "stage", exc, run_date)
     except (EcomlakeError, ConfigError) as exc:
         log.error("%s stopped: %s", job, exc)
         return EXIT_STOPPED

@@ -110,9 +110,12 @@ def publish_logs(cfg, spark):
     return out
 
 
-def test_pipeline_rerun_same_date_changes_nothing(first_run, spark, cfg):
+@pytest.mark.parametrize("full_check", [False, True], ids=["quick-check", "full-check"])
+def test_pipeline_rerun_same_date_changes_nothing(first_run, spark, cfg, full_check):
     """A retried run of a date whose sources did not change makes no Delta commit in any table
-    of the lake and writes nothing to either warehouse; the log says what it skipped."""
+    of the lake and writes nothing to either warehouse; the log says what it skipped. The quick
+    check decides so before Spark starts; with --full-check every stage runs and skips by its
+    own records."""
     lake_cfg = first_run.cfg
     tables = ["bronze.sales_data", "bronze.electronics", "silver.sales_data",
               "silver.electronics", "gold.sales_by_product"]
@@ -122,12 +125,19 @@ def test_pipeline_rerun_same_date_changes_nothing(first_run, spark, cfg):
             "gold/sales_forecast"} <= set(versions)
     logs = publish_logs(cfg, spark)
     pg_before = published(cfg)
-    proc, _ = submit("pipeline", "--run-date", RUN_DATE, env=first_run.env)
+    proc, _ = submit("pipeline", "--run-date", RUN_DATE,
+                     *(["--full-check"] if full_check else []), env=first_run.env)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert delta_versions(lake_cfg.lake_root) == versions
     assert publish_logs(cfg, spark) == logs
     assert snapshot(spark, lake_cfg, tables) == before
     assert published(cfg) == pg_before
+    quick = f"pipeline: nothing changed since the last complete run of {RUN_DATE}: no stage runs"
+    if not full_check:
+        assert quick in proc.stdout, proc.stdout[-3000:]
+        assert "stage bronze: starting" not in proc.stdout
+        return
+    assert quick not in proc.stdout
     for skipped in ("silver.sales_data: skipped, unchanged", "silver.electronics: skipped",
                     "gold: skipped, unchanged", "analytics: skipped, unchanged",
                     f"bronze.sales_data: batch {RUN_DATE} is there from an earlier attempt and "

@@ -78,6 +78,12 @@ def test_job_arguments_are_explained_and_validated(capsys):
     with pytest.raises(SystemExit):
         p.parse_args(["--run-date", "25/11/2026"])
     assert "not a date (YYYY-MM-DD)" in capsys.readouterr().err
+    # the quick check, and the flag that passes it by, belong to the whole pipeline only
+    with pytest.raises(SystemExit):
+        p.parse_args(["--full-check"])
+    whole = parser("pipeline", "doc", ["bronze", "silver", "gold", "analytics", "publish"])
+    assert whole.parse_args(["--full-check"]).full_check
+    assert not whole.parse_args([]).full_check
 
 
 def test_a_value_outside_its_choices_is_rejected_by_name():

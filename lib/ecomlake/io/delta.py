@@ -79,6 +79,12 @@ def write_text(spark, location: str, text: str) -> None:
     fs.rename(tmp, p)
 
 
+def delete_file(spark, location: str) -> None:
+    """Remove a small file beside the lake's tables, if it is there."""
+    fs, p = _fs(spark, location)
+    fs.delete(p, False)
+
+
 def file_status(spark, location: str) -> str:
     """A file's or folder's total size and modification time, or "missing"."""
     fs, p = _fs(spark, location)

@@ -2,10 +2,13 @@
 Spark Connector for extraction. Everything that talks to MongoDB is here."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 
 import pymongo
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
 from pymongo.errors import OperationFailure, PyMongoError
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -85,11 +88,19 @@ def read_as_text(spark, cfg: Config, collection: str, fields: list[str],
     return docs.select(*[F.col(f"`{f}`") for f in fields], types.alias(types_column))
 
 
-def top_level_fields(cfg: Config, collection: str) -> list[str]:
-    """Every top-level field name used in the collection. FerretDB 1.x has no $objectToArray
-    nor $$ROOT, so the driver scans the documents; the catalog is small."""
+def scan(cfg: Config, collection: str) -> tuple[list[str], str]:
+    """(every top-level field name used in the collection, a fingerprint of its documents).
+    FerretDB 1.x has no $objectToArray nor $$ROOT, so the driver scans the documents; the
+    catalog is small. The fingerprint is the count and the sum of each document's SHA-256 over
+    its BSON bytes as the server returns them: equal for the same documents in any order, and
+    different after any change to any document (ecomlake.quickcheck)."""
     names: set[str] = set()
+    n, total = 0, 0
+    raw = CodecOptions(document_class=RawBSONDocument)
     with client(cfg) as c:
-        for doc in c[cfg.mongo.database][collection].find({}, batch_size=5000):
+        docs = c[cfg.mongo.database].get_collection(collection, codec_options=raw)
+        for doc in docs.find({}, batch_size=5000):
             names.update(doc.keys())
-    return sorted(names)
+            total += int.from_bytes(hashlib.sha256(doc.raw).digest(), "big")
+            n += 1
+    return sorted(names), f"{n}:{total % 2**256:064x}"

@@ -108,14 +108,46 @@ def key_range_summary(cfg: Config, table: str, keys: list[str], column: str,
     The same figures over the lake's keys come from reconcile.range_figures; equal figures say
     a range holds the same keys on both sides (a difference slipping through needs equal
     counts and a collision of both hashes)."""
-    text = f"CONCAT_WS(',', {', '.join(f'`{k}`' for k in keys)})"
     conn = connect(cfg)
     try:
         cur = conn.cursor()
-        cur.execute(f"SELECT {key_range(column, width)} AS r, COUNT(*), SUM(CRC32({text})), "
-                    f"BIT_XOR(CAST(CONV(SUBSTRING(MD5({text}), 1, 15), 16, 10) AS UNSIGNED)) "
+        cur.execute(f"SELECT {key_range(column, width)} AS r, {_key_figures(keys)} "
                     f"FROM `{table}` GROUP BY r")
         return {int(r): (int(n), int(crc), int(md5)) for r, n, crc, md5 in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def _key_figures(keys: list[str]) -> str:
+    """COUNT, sum of CRC32 and XOR of 60 bits of MD5 over the text of each row's key."""
+    text = f"CONCAT_WS(',', {', '.join(f'`{k}`' for k in keys)})"
+    return (f"COUNT(*), SUM(CRC32({text})), "
+            f"BIT_XOR(CAST(CONV(SUBSTRING(MD5({text}), 1, 15), 16, 10) AS UNSIGNED))")
+
+
+def key_summary(cfg: Config, table: str, keys: list[str]) -> tuple[int, int, int]:
+    """key_range_summary's figures over the whole table, in one aggregate inside MySQL (an
+    index scan: 1.0 s for 1M keys on this machine)."""
+    conn = connect(cfg)
+    try:
+        cur = conn.cursor()
+        cur.execute(f"SELECT {_key_figures(keys)} FROM `{table}`")
+        n, crc, md5 = cur.fetchone()
+        return int(n), int(crc or 0), int(md5 or 0)
+    finally:
+        conn.close()
+
+
+def stamped_after(cfg: Config, table: str, column: str, mark) -> int:
+    """Rows whose `column` (updated_at, which the server stamps on every change) is after the
+    UTC `mark`: an index range scan."""
+    conn = connect(cfg)
+    try:
+        cur = conn.cursor()
+        cur.execute("SET time_zone = '+00:00'")
+        cur.execute(f"SELECT COUNT(*) FROM `{table}` "
+                    f"WHERE `{column}` > '{mark:%Y-%m-%d %H:%M:%S.%f}'")
+        return int(cur.fetchone()[0])
     finally:
         conn.close()
 

@@ -1,0 +1,246 @@
+"""The quick check: a rerun of the last pipeline run's date, with nothing changed since that run
+ended, is decided before Spark starts, in seconds, with no Delta commit and no warehouse write.
+
+Without it such a rerun still costs a Spark session and a pass over every table: bronze's
+reconciliation, silver's and gold's build records, publish's publish_log (52.9 s at scale 1,
+0.42 of a full run; issue 15). Every figure the quick check compares comes from a server or
+from the lake's file listings; none needs Spark.
+
+At the end of a successful `pipeline` run, `record` writes <lake>/_state/pipeline.json:
+- the batch (run date) and what shapes the outputs: the code, the table rules, the reference
+  lists, the source and warehouse addresses, analytics' input files;
+- the latest version of every Delta table in the lake (taken before the figures below and
+  checked again after them: a lake that moved meanwhile gets no record);
+- per MySQL table: the lake's key set (silver + quarantine-only keys) as the count, CRC32 sum
+  and MD5 xor that reconcile's key ranges use, and the high-water mark the batch read up to;
+- per MongoDB collection: the documents' fingerprint, taken just before and just after bronze
+  read them (none when the two differ).
+
+`check` finds the rerun unchanged only when all of these hold:
+- same batch, same shape;
+- every Delta table at its recorded version (a listing of each _delta_log);
+- per MySQL table, the source's key figures (one aggregate inside MySQL) equal the lake's: the
+  source holds exactly the lake's keys, so nothing is missing and nothing was deleted (the run's
+  completeness, proven again); and no row is stamped after the mark: every INSERT and UPDATE
+  stamps `updated_at` with the server's clock, and no transaction open at the mark can stamp
+  at or before it (mysql.high_water_mark), so every row's content is what the lake read;
+- per MongoDB collection, the fingerprint of its documents now equals the recorded one;
+- per target warehouse, every gold table to publish exists, publish_log's last row for it names
+  the gold version (and table id) the lake holds, and no staging table is left over.
+Anything else, or any doubt (a record missing or unreadable, a figure that cannot be had), runs
+the pipeline the full way, whose stages skip what did not change by their own records. A hash
+collision aside (the same assumption as the key ranges), the quick check says "unchanged" only
+where the full way would have made no commit and no write. `--full-check` takes the full way.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+
+from ecomlake.config import Config, load_tables
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "pipeline.json"
+STAGES = ["bronze", "silver", "gold", "analytics", "publish"]   # the `pipeline` job's
+LAYERS = ("bronze", "silver", "gold")
+
+
+class JvmOnly:
+    """What ecomlake.io.delta's file helpers and the DB2 connection use of a SparkSession (the
+    JVM and its Hadoop configuration), without starting Spark: under spark-submit the driver
+    JVM is already running; elsewhere pyspark starts one. The Hadoop configuration is Spark's
+    (spark.hadoop.* from the job's --conf), so a lake on HDFS is listed as the jobs see it."""
+
+    def __init__(self):
+        from pyspark import SparkContext
+
+        SparkContext._ensure_initialized()
+        self._jvm = SparkContext._jvm
+        util = self._jvm.org.apache.spark.deploy.SparkHadoopUtil.get()
+        self._hadoop = util.newConfiguration(self._jvm.org.apache.spark.SparkConf())
+        self._jsc = self
+
+    def hadoopConfiguration(self):
+        return self._hadoop
+
+
+def _state_file(cfg: Config) -> str:
+    from ecomlake.builds import STATE_DIR
+
+    return f"{cfg.lake_root.rstrip('/')}/{STATE_DIR}/{STATE_FILE}"
+
+
+def shape(jvm, cfg: Config) -> str:
+    """A hash of what shapes the pipeline's outputs besides the data (see the module doc)."""
+    from ecomlake import analytics, bronze, builds, pipeline, publish, reconcile
+    from ecomlake.io import delta
+    from ecomlake.io.warehouse import base, db2, postgres
+
+    parts = {
+        "silver": pipeline.SILVER_CODE, "gold": pipeline.gold_shape(),
+        "tables": repr(load_tables()),
+        "analytics": [builds.code_hash(analytics), analytics.input_files(jvm, cfg)],
+        "stages": builds.code_hash(bronze, reconcile, pipeline, publish, delta, base, db2,
+                                   postgres),
+    }
+    # No server address: the check compares the sources and warehouses the config names now
+    # with the lake, whatever the record was taken against.
+    return builds.text_hash(json.dumps(parts, sort_keys=True, default=repr))
+
+
+def lake_versions(jvm, cfg: Config) -> dict[str, int]:
+    """Every Delta table under the lake's layers -> its latest version (directory listings)."""
+    from ecomlake.io import delta
+
+    out = {}
+    for layer in LAYERS:
+        fs, folder = delta._fs(jvm, f"{cfg.lake_root.rstrip('/')}/{layer}")
+        if not fs.exists(folder):
+            continue
+        for status in fs.listStatus(folder):
+            name = f"{layer}.{status.getPath().getName()}"
+            if status.isDirectory() and (v := delta.latest_version(jvm, cfg, name)) is not None:
+                out[name] = v
+    return out
+
+
+def record(spark, cfg: Config, run) -> bool:
+    """After a successful `pipeline` run: write the record `check` compares a rerun with.
+    Returns whether it was written (not when the lake moved while the figures were taken)."""
+    from ecomlake import reconcile
+    from ecomlake.io import delta
+    from ecomlake.spark import in_parallel
+
+    versions = lake_versions(spark, cfg)
+    records = reconcile.batch_records(spark, cfg, run.batch_id)
+    state = {"batch": run.batch_id, "shape": shape(spark, cfg), "lake": versions,
+             "mysql": {}, "mongo": dict(run.fingerprints)}
+    def figures(item):
+        name, spec = item
+        mark = records[name]["watermark"] if name in records else None
+        if not spec.incremental or mark is None:
+            log.info("quick check: %s has no high-water mark for batch %s: a rerun takes the "
+                     "full check", name, run.batch_id)
+            return
+        state["mysql"][name] = {**reconcile.lake_key_figures(spark, cfg, name, spec),
+                                "mark": mark.isoformat(sep=" ")}
+
+    in_parallel(figures, [(n, s) for n, s in load_tables().items() if s.source == "mysql"])
+    if lake_versions(spark, cfg) != versions:
+        log.warning("quick check: the lake changed while the record was taken (another job?): "
+                    "no record; a rerun takes the full check")
+        delta.delete_file(spark, _state_file(cfg))
+        return False
+    delta.write_text(spark, _state_file(cfg), json.dumps(state, sort_keys=True))
+    log.info("quick check: recorded batch %s (%d lake tables, %d MySQL key sets, %d MongoDB "
+             "fingerprints) in %s", run.batch_id, len(versions), len(state["mysql"]),
+             len(state["mongo"]), _state_file(cfg))
+    return True
+
+
+@dataclass
+class Verdict:
+    unchanged: bool
+    why: str = ""                                    # why not, when not
+    proven: list[str] = field(default_factory=list)  # what was checked, when unchanged
+
+
+def check(jvm, cfg: Config, run) -> Verdict:
+    """Whether rerunning `run` would change nothing (see the module doc); logs what it found."""
+    from ecomlake.io import delta
+
+    text = delta.read_text(jvm, _state_file(cfg))
+    try:
+        state = json.loads(text) if text is not None else None
+    except ValueError:
+        state = None
+    if state is None:
+        return Verdict(False, "no record of an earlier complete run")
+    if state.get("batch") != run.batch_id:
+        return Verdict(False, f"the last complete run was batch {state.get('batch')}, "
+                              f"not {run.batch_id}")
+    if state.get("shape") != shape(jvm, cfg):
+        return Verdict(False, "the code, the rules or the configuration changed")
+    now = lake_versions(jvm, cfg)
+    if now != state.get("lake"):
+        moved = sorted(t for t in set(now) | set(state.get("lake", {}))
+                       if now.get(t) != state.get("lake", {}).get(t))
+        return Verdict(False, f"lake tables changed since: {', '.join(moved[:5])}"
+                              + (f" and {len(moved) - 5} more" if len(moved) > 5 else ""))
+    proven = [f"{len(now)} lake tables at the versions the run left"]
+    for name, spec in load_tables().items():
+        why = (_mysql_unchanged(cfg, name, spec, state["mysql"].get(name), proven)
+               if spec.source == "mysql" else
+               _mongo_unchanged(cfg, name, state["mongo"].get(name), proven))
+        if why:
+            return Verdict(False, why)
+    for target in run.targets:
+        why = _published(jvm, cfg, target, run, proven)
+        if why:
+            return Verdict(False, why)
+    return Verdict(True, proven=proven)
+
+
+def _mysql_unchanged(cfg: Config, name: str, spec, lake: dict | None, proven: list) -> str:
+    import datetime as dt
+
+    from ecomlake.io import mysql
+
+    if lake is None:
+        return f"{name}: no key figures recorded"
+    source = list(mysql.key_summary(cfg, name, spec.key))
+    if source != lake["keys"]:
+        return (f"{name}: the source's keys differ from the lake's ({source[0]} keys against "
+                f"silver {lake['silver']} + quarantine-only {lake['quarantine_only']})")
+    mark = dt.datetime.fromisoformat(lake["mark"])
+    later = mysql.stamped_after(cfg, name, spec.watermark, mark)
+    if later:
+        return f"{name}: {later} rows stamped after the mark {mark}"
+    proven.append(f"{name}: source keys {source[0]} = silver {lake['silver']} + quarantine-only "
+                  f"{lake['quarantine_only']} (equal key figures); no row stamped after the "
+                  f"mark {mark}")
+    return ""
+
+
+def _mongo_unchanged(cfg: Config, name: str, fingerprint: str | None, proven: list) -> str:
+    from ecomlake.io import mongo
+
+    if fingerprint is None:
+        return f"{name}: no fingerprint of the documents bronze read"
+    if mongo.scan(cfg, name)[1] != fingerprint:
+        return f"{name}: documents changed since bronze read them"
+    proven.append(f"{name}: the {fingerprint.split(':')[0]} documents bronze read, unchanged")
+    return ""
+
+
+def _published(jvm, cfg: Config, target: str, run, proven: list) -> str:
+    from ecomlake import gold
+    from ecomlake.io import delta
+    from ecomlake.io.warehouse import warehouse
+    from ecomlake.publish import staging_prefix
+
+    names = list(run.tables or gold.GOLD_TABLES)
+    held = {}
+    for name in names:
+        meta = delta.commit_action(jvm, cfg, f"gold.{name}", 0, "metaData")
+        if meta is None:
+            return f"gold.{name}: its first commit is gone (cannot tell its table id)"
+        held[name] = (delta.latest_version(jvm, cfg, f"gold.{name}"), meta["id"])
+    wh = warehouse(target, cfg)
+    conn = wh.connect(jvm)
+    try:
+        last = wh.last_published(conn, names)
+        for name in names:
+            if last.get(name) != held[name]:
+                return (f"{target}: gold.{name} v{held[name][0]} is not what publish_log says was "
+                        "last published")
+            if not wh.table_exists(conn, name):
+                return f"{target}: {wh.qualified(name)} is missing"
+            if wh.list_tables(conn, staging_prefix(name)):
+                return f"{target}: a staging table of {name} was left by an earlier run"
+    finally:
+        conn.close()
+    proven.append(f"{target}: {len(names)} gold tables published at the versions the lake holds")
+    return ""
