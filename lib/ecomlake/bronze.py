@@ -205,7 +205,7 @@ def ingest_mongo(spark, cfg: Config, collection: str, batch_id: str, run_date: d
     n = replace_batch(spark, cfg, f"bronze.{collection}", out, batch_id, run_date)[0]
     # The batch is what the collection held at some moment of the read: the same fingerprint
     # just before and just after it says which documents those were.
-    after = mongo.scan(cfg, collection)[1]
+    after = mongo.scan(cfg, collection, fields=False)[1]
     if after != before:
         log.info("bronze.%s: the collection changed while it was read: no fingerprint kept "
                  "(a rerun takes the full check)", collection)

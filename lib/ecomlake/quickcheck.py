@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ecomlake.config import Config, load_tables
@@ -170,12 +171,21 @@ def check(jvm, cfg: Config, run) -> Verdict:
         return Verdict(False, f"lake tables changed since: {', '.join(moved[:5])}"
                               + (f" and {len(moved) - 5} more" if len(moved) > 5 else ""))
     proven = [f"{len(now)} lake tables at the versions the run left"]
-    for name, spec in load_tables().items():
-        why = (_mysql_unchanged(cfg, name, spec, state["mysql"].get(name), proven)
-               if spec.source == "mysql" else
-               _mongo_unchanged(cfg, name, state["mongo"].get(name), proven))
+
+    def source(item) -> tuple[str, str]:   # (why not, or "", what was proven)
+        name, spec = item
+        if spec.source == "mysql":
+            return _mysql_unchanged(cfg, name, spec, state["mysql"].get(name))
+        return _mongo_unchanged(cfg, name, state["mongo"].get(name))
+
+    # Each figure is computed by its server (MySQL's aggregates, FerretDB's scan): asked all
+    # at once, the check costs the slowest of them, not their sum (scale 10: ~10 s each).
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        found = list(pool.map(source, load_tables().items()))
+    for why, what in found:
         if why:
             return Verdict(False, why)
+        proven.append(what)
     for target in run.targets:
         why = _published(jvm, cfg, target, run, proven)
         if why:
@@ -183,36 +193,34 @@ def check(jvm, cfg: Config, run) -> Verdict:
     return Verdict(True, proven=proven)
 
 
-def _mysql_unchanged(cfg: Config, name: str, spec, lake: dict | None, proven: list) -> str:
+def _mysql_unchanged(cfg: Config, name: str, spec, lake: dict | None) -> tuple[str, str]:
     import datetime as dt
 
     from ecomlake.io import mysql
 
     if lake is None:
-        return f"{name}: no key figures recorded"
+        return f"{name}: no key figures recorded", ""
     source = list(mysql.key_summary(cfg, name, spec.key))
     if source != lake["keys"]:
         return (f"{name}: the source's keys differ from the lake's ({source[0]} keys against "
-                f"silver {lake['silver']} + quarantine-only {lake['quarantine_only']})")
+                f"silver {lake['silver']} + quarantine-only {lake['quarantine_only']})"), ""
     mark = dt.datetime.fromisoformat(lake["mark"])
     later = mysql.stamped_after(cfg, name, spec.watermark, mark)
     if later:
-        return f"{name}: {later} rows stamped after the mark {mark}"
-    proven.append(f"{name}: source keys {source[0]} = silver {lake['silver']} + quarantine-only "
-                  f"{lake['quarantine_only']} (equal key figures); no row stamped after the "
-                  f"mark {mark}")
-    return ""
+        return f"{name}: {later} rows stamped after the mark {mark}", ""
+    return "", (f"{name}: source keys {source[0]} = silver {lake['silver']} + quarantine-only "
+                f"{lake['quarantine_only']} (equal key figures); no row stamped after the "
+                f"mark {mark}")
 
 
-def _mongo_unchanged(cfg: Config, name: str, fingerprint: str | None, proven: list) -> str:
+def _mongo_unchanged(cfg: Config, name: str, fingerprint: str | None) -> tuple[str, str]:
     from ecomlake.io import mongo
 
     if fingerprint is None:
-        return f"{name}: no fingerprint of the documents bronze read"
-    if mongo.scan(cfg, name)[1] != fingerprint:
-        return f"{name}: documents changed since bronze read them"
-    proven.append(f"{name}: the {fingerprint.split(':')[0]} documents bronze read, unchanged")
-    return ""
+        return f"{name}: no fingerprint of the documents bronze read", ""
+    if mongo.scan(cfg, name, fields=False)[1] != fingerprint:
+        return f"{name}: documents changed since bronze read them", ""
+    return "", f"{name}: the {fingerprint.split(':')[0]} documents bronze read, unchanged"
 
 
 def _published(jvm, cfg: Config, target: str, run, proven: list) -> str:

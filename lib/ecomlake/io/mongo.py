@@ -88,19 +88,21 @@ def read_as_text(spark, cfg: Config, collection: str, fields: list[str],
     return docs.select(*[F.col(f"`{f}`") for f in fields], types.alias(types_column))
 
 
-def scan(cfg: Config, collection: str) -> tuple[list[str], str]:
+def scan(cfg: Config, collection: str, *, fields: bool = True) -> tuple[list[str], str]:
     """(every top-level field name used in the collection, a fingerprint of its documents).
     FerretDB 1.x has no $objectToArray nor $$ROOT, so the driver scans the documents; the
     catalog is small. The fingerprint is the count and the sum of each document's SHA-256 over
     its BSON bytes as the server returns them: equal for the same documents in any order, and
-    different after any change to any document (ecomlake.quickcheck)."""
+    different after any change to any document (ecomlake.quickcheck). `fields=False`: only
+    the fingerprint (no document is decoded; field names [])."""
     names: set[str] = set()
     n, total = 0, 0
     raw = CodecOptions(document_class=RawBSONDocument)
     with client(cfg) as c:
         docs = c[cfg.mongo.database].get_collection(collection, codec_options=raw)
         for doc in docs.find({}, batch_size=5000):
-            names.update(doc.keys())
+            if fields:
+                names.update(doc.keys())
             total += int.from_bytes(hashlib.sha256(doc.raw).digest(), "big")
             n += 1
     return sorted(names), f"{n}:{total % 2**256:064x}"
