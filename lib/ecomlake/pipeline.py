@@ -45,7 +45,7 @@ class Run:
     allow_mass_delete: bool = False       # let deletions past max_delete_fraction through
     republish: bool = False               # publish gold tables even if already published
     summary: dict = field(default_factory=dict)
-    fingerprints: dict = field(default_factory=dict)   # MongoDB collection -> its documents'
+    fingerprints: dict = field(default_factory=dict)   # collection -> fingerprint (quickcheck)
 
     @property
     def batch_id(self) -> str:

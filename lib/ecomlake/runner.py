@@ -63,7 +63,7 @@ def parser(job: str, doc: str, stages: list[str]) -> argparse.ArgumentParser:
         p.add_argument("--full-check", action="store_true",
                        help="run every stage even when the quick check finds that nothing "
                             "changed since the last complete run of this date (the stages still "
-                            "skip what did not change, by their own records; README, 'Reruns')")
+                            "skip what did not change, by their own records; README, 'Running jobs')")
     return p
 
 
