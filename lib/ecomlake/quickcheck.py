@@ -9,8 +9,10 @@ from the lake's file listings; none needs Spark.
 At the end of a successful `pipeline` run, `record` writes <lake>/_state/pipeline.json:
 - the batch (run date) and what shapes the outputs: the code, the table rules, the reference
   lists, the source and warehouse addresses, analytics' input files;
-- the latest version of every Delta table in the lake (taken before the figures below and
-  checked again after them: a lake that moved meanwhile gets no record);
+- the latest version of every Delta table in the lake, with its commit file's modification
+  time (a table rebuilt from scratch to the same version differs), taken before the figures
+  below and checked again after them: a lake that moved meanwhile gets no record; and gold's
+  table ids (publish_log names them);
 - per MySQL table: the lake's key set (silver + quarantine-only keys) as the count, CRC32 sum
   and MD5 xor that reconcile's key ranges use, and the high-water mark the batch read up to;
 - per MongoDB collection: the documents' fingerprint, taken just before and just after bronze
@@ -18,7 +20,7 @@ At the end of a successful `pipeline` run, `record` writes <lake>/_state/pipelin
 
 `check` finds the rerun unchanged only when all of these hold:
 - same batch, same shape;
-- every Delta table at its recorded version (a listing of each _delta_log);
+- every Delta table at its recorded version and commit time (a listing of each _delta_log);
 - per MySQL table, the source's key figures (one aggregate inside MySQL) equal the lake's: the
   source holds exactly the lake's keys, so nothing is missing and nothing was deleted (the run's
   completeness, proven again); and no row is stamped after the mark: every INSERT and UPDATE
@@ -91,8 +93,9 @@ def shape(jvm, cfg: Config) -> str:
     return builds.text_hash(json.dumps(parts, sort_keys=True, default=repr))
 
 
-def lake_versions(jvm, cfg: Config) -> dict[str, int]:
-    """Every Delta table under the lake's layers -> its latest version (directory listings)."""
+def lake_versions(jvm, cfg: Config) -> dict[str, list[int]]:
+    """Every Delta table under the lake's layers -> [its latest version, that commit file's
+    modification time] (directory listings)."""
     from ecomlake.io import delta
 
     out = {}
@@ -102,22 +105,27 @@ def lake_versions(jvm, cfg: Config) -> dict[str, int]:
             continue
         for status in fs.listStatus(folder):
             name = f"{layer}.{status.getPath().getName()}"
-            if status.isDirectory() and (v := delta.latest_version(jvm, cfg, name)) is not None:
-                out[name] = v
+            if status.isDirectory() and (latest := delta.latest_commit(jvm, cfg, name)):
+                out[name] = list(latest)
     return out
 
 
 def record(spark, cfg: Config, run) -> bool:
     """After a successful `pipeline` run: write the record `check` compares a rerun with.
     Returns whether it was written (not when the lake moved while the figures were taken)."""
-    from ecomlake import reconcile
+    from ecomlake import gold, reconcile
     from ecomlake.io import delta
     from ecomlake.spark import in_parallel
 
     versions = lake_versions(spark, cfg)
     records = reconcile.batch_records(spark, cfg, run.batch_id)
+    # gold's table ids, as publish_log names them (from the first commit, or the table's
+    # detail once log clean-up removed it): the check needs no Spark to know them
+    ids = {name: delta.table_id(spark, cfg, f"gold.{name}") for name in gold.GOLD_TABLES
+           if f"gold.{name}" in versions}
     state = {"batch": run.batch_id, "shape": shape(spark, cfg), "lake": versions,
-             "mysql": {}, "mongo": dict(run.fingerprints)}
+             "gold_ids": ids, "mysql": {}, "mongo": dict(run.fingerprints)}
+
     def figures(item):
         name, spec = item
         mark = records[name]["watermark"] if name in records else None
@@ -187,7 +195,7 @@ def check(jvm, cfg: Config, run) -> Verdict:
             return Verdict(False, why)
         proven.append(what)
     for target in run.targets:
-        why = _published(jvm, cfg, target, run, proven)
+        why = _published(jvm, cfg, target, run, state, proven)
         if why:
             return Verdict(False, why)
     return Verdict(True, proven=proven)
@@ -223,19 +231,19 @@ def _mongo_unchanged(cfg: Config, name: str, fingerprint: str | None) -> tuple[s
     return "", f"{name}: the {fingerprint.split(':')[0]} documents bronze read, unchanged"
 
 
-def _published(jvm, cfg: Config, target: str, run, proven: list) -> str:
+def _published(jvm, cfg: Config, target: str, run, state: dict, proven: list) -> str:
+    """Whether `target` holds every gold table to publish at the version the lake holds (the
+    lake is as recorded: the record's versions and table ids are the lake's)."""
     from ecomlake import gold
-    from ecomlake.io import delta
     from ecomlake.io.warehouse import warehouse
     from ecomlake.publish import staging_prefix
 
     names = list(run.tables or gold.GOLD_TABLES)
     held = {}
     for name in names:
-        meta = delta.commit_action(jvm, cfg, f"gold.{name}", 0, "metaData")
-        if meta is None:
-            return f"gold.{name}: its first commit is gone (cannot tell its table id)"
-        held[name] = (delta.latest_version(jvm, cfg, f"gold.{name}"), meta["id"])
+        if f"gold.{name}" not in state["lake"] or name not in state.get("gold_ids", {}):
+            return f"gold.{name}: not in the record"
+        held[name] = (state["lake"][f"gold.{name}"][0], state["gold_ids"][name])
     wh = warehouse(target, cfg)
     conn = wh.connect(jvm)
     try:

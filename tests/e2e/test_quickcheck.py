@@ -130,6 +130,25 @@ def test_a_commit_in_the_lake_is_seen(course, spark, tmp_path):
     assert delta.latest_version(spark, copy, "gold.DimCountry") == before + 1
 
 
+def test_a_table_rebuilt_to_the_same_version_is_seen(course, spark, tmp_path):
+    """A gold table removed and written anew up to the version it had (a new table id, which
+    publish_log would not name) is a change too, though its version number is the same."""
+    shutil.copytree(course.root, tmp_path / "lake")
+    copy = load_config("local", overrides={"lake": {"root": str(tmp_path / "lake")}})
+    rows = delta.read(spark, copy, "gold.DimCategory").collect()
+    schema = delta.read(spark, copy, "gold.DimCategory").schema
+    version, old_id = (delta.latest_version(spark, copy, "gold.DimCategory"),
+                       delta.table_id(spark, copy, "gold.DimCategory"))
+    shutil.rmtree(tmp_path / "lake" / "gold" / "DimCategory")
+    for _ in range(version + 1):
+        delta.overwrite(spark.createDataFrame(rows, schema), copy, "gold.DimCategory")
+    assert delta.latest_version(spark, copy, "gold.DimCategory") == version
+    assert delta.table_id(spark, copy, "gold.DimCategory") != old_id
+    verdict = check(spark, copy)
+    assert not verdict.unchanged
+    assert verdict.why == "lake tables changed since: gold.DimCategory"
+
+
 def test_a_warehouse_that_does_not_hold_the_lakes_gold_is_seen(course, spark):
     elsewhere = load_config("local", overrides={
         "lake": {"root": course.cfg.lake_root},
@@ -166,8 +185,9 @@ def test_the_record_names_the_batch_and_the_lakes_key_figures(course, spark):
     assert state["batch"] == COURSE_RUN_DATE
     with open(CAPSTONE / "oltpdata.csv", newline="") as f:
         assert state["mysql"]["sales_data"]["keys"][0] == sum(1 for r in csv.reader(f) if r)
-    assert state["lake"]["silver.sales_data"] == delta.latest_version(
+    assert state["lake"]["silver.sales_data"][0] == delta.latest_version(
         spark, course.cfg, "silver.sales_data")
+    assert state["gold_ids"]["FactSales"] == delta.table_id(spark, course.cfg, "gold.FactSales")
 
 
 def test_another_date_is_not_the_recorded_run(course, spark):
