@@ -156,13 +156,12 @@ def publish_tables(spark, wh: Warehouse, tables: list[GoldTable], run_id: str = 
         last = wh.last_published(work, [t.name for t in tables])
         todo = []
         for t in tables:
-            if (not republish and t.version is not None and
-                    last.get(t.name) == (t.version, t.table_id) and wh.table_exists(work, t.name)):
+            if not republish and published(wh, work, last, t.name, t.version, t.table_id):
                 log.info("%s: skipped: gold.%s version %d already published", wh.name, t.name,
                          t.version)
             else:
                 todo.append(t)
-        leftovers = _leftovers(wh, work, tables)
+        leftovers = leftover_staging(wh, work, [t.name for t in tables])
         work.commit()
         if not todo and not leftovers:
             log.info("%s: nothing changed in gold: nothing written", wh.name)
@@ -172,7 +171,7 @@ def publish_tables(spark, wh: Warehouse, tables: list[GoldTable], run_id: str = 
         log.info("%s: taking the publish lock", wh.name)
         wh.acquire_publish_lock(lock, f"ecomlake publish {run_id} pid {os.getpid()}")
         # Under the lock no other publish is live: every staging table is a dead run's.
-        for leftover in _leftovers(wh, work, tables):
+        for leftover in leftover_staging(wh, work, [t.name for t in tables]):
             log.warning("%s: dropping staging table %s left by an earlier run", wh.name, leftover)
             work.execute(f"DROP TABLE {wh.qualified(leftover)}")
         for sql in wh.publish_log_statements(work):
@@ -235,8 +234,19 @@ def _swap(wh: Warehouse, conn, swaps: list[Swap], log_rows: list[str]) -> None:
             conn.execute("ROLLBACK TO SAVEPOINT publish_swap")
 
 
-def _leftovers(wh: Warehouse, conn, tables: list[GoldTable]) -> list[str]:
-    return sorted({s for t in tables for s in wh.list_tables(conn, staging_prefix(t.name))})
+def published(wh: Warehouse, conn, last: dict, name: str, version: int | None,
+              table_id: str | None) -> bool:
+    """Whether gold.<name> at (version, table_id) is what `wh` holds: publish_log's last row
+    for it (`last`: wh.last_published) names them, and the table is there. Such a table is not
+    published again (ecomlake.quickcheck asks the same before Spark starts)."""
+    return version is not None and last.get(name) == (version, table_id) and \
+        wh.table_exists(conn, name)
+
+
+def leftover_staging(wh: Warehouse, conn, names: list[str]) -> list[str]:
+    """Staging tables of the gold tables `names` still in `wh` (a dead run's, once the publish
+    lock is held)."""
+    return sorted({s for n in names for s in wh.list_tables(conn, staging_prefix(n))})
 
 
 def _stage(spark, wh: Warehouse, conn, t: GoldTable, created: list[str]):

@@ -236,7 +236,7 @@ def _published(jvm, cfg: Config, target: str, run, state: dict, proven: list) ->
     lake is as recorded: the record's versions and table ids are the lake's)."""
     from ecomlake import gold
     from ecomlake.io.warehouse import warehouse
-    from ecomlake.publish import staging_prefix
+    from ecomlake.publish import leftover_staging, published
 
     names = list(run.tables or gold.GOLD_TABLES)
     held = {}
@@ -249,13 +249,12 @@ def _published(jvm, cfg: Config, target: str, run, state: dict, proven: list) ->
     try:
         last = wh.last_published(conn, names)
         for name in names:
-            if last.get(name) != held[name]:
+            if not published(wh, conn, last, name, *held[name]):
                 return (f"{target}: gold.{name} v{held[name][0]} is not what publish_log says was "
-                        "last published")
-            if not wh.table_exists(conn, name):
-                return f"{target}: {wh.qualified(name)} is missing"
-            if wh.list_tables(conn, staging_prefix(name)):
-                return f"{target}: a staging table of {name} was left by an earlier run"
+                        "last published, or its table is missing")
+        leftovers = leftover_staging(wh, conn, names)
+        if leftovers:
+            return f"{target}: staging table {leftovers[0]} was left by an earlier run"
     finally:
         conn.close()
     proven.append(f"{target}: {len(names)} gold tables published at the versions the lake holds")

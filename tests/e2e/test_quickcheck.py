@@ -174,7 +174,8 @@ def test_a_staging_table_left_over_is_seen(course, spark):
         conn.commit()
         conn.close()
     assert not verdict.unchanged
-    assert verdict.why == "postgres: a staging table of DimDate was left by an earlier run"
+    assert verdict.why == "postgres: staging table stg_dimdate_quickcheck was left by an " \
+        "earlier run"
 
 
 def test_the_record_names_the_batch_and_the_lakes_key_figures(course, spark):
