@@ -5,9 +5,10 @@ to this warehouse is skipped: a rerun with no gold change writes nothing. For th
 the warehouse's publish lock (PostgreSQL: pg_advisory_xact_lock; DB2: an exclusive lock on
 the one-row table publish_lock), held by the swap transaction from before the first staging
 table is created until its commit: drop staging tables left by killed runs (no live publish
-owns any, since a live one holds the lock); for each table create a per-run staging table with
-the warehouse's types, let Spark write the rows into it, and reconcile it against the gold
-DataFrame (row count and the sum of every numeric column); then ONE transaction swaps every
+owns any, since a live one holds the lock); for each table (two at a time, each on its own
+connection) create a per-run staging table with the warehouse's types, let Spark write the rows
+into it, and reconcile it against the gold DataFrame (row count and the sum of every numeric
+column); then ONE transaction swaps every
 table (rename, or a refill where foreign views depend on it), writes their publish_log rows and
 rebuilds the derived objects over them. Readers see all the old tables or all the new ones,
 never new dimensions beside old facts. A mismatch drops the staging tables and raises
@@ -31,6 +32,7 @@ from pyspark.sql import types as T
 from ecomlake.errors import ReconciliationError
 from ecomlake.io import delta
 from ecomlake.io.warehouse import Swap, Warehouse
+from ecomlake.spark import in_parallel
 
 log = logging.getLogger(__name__)
 
@@ -182,12 +184,11 @@ def publish_tables(spark, wh: Warehouse, tables: list[GoldTable], run_id: str = 
             return []
 
         swaps, log_rows, results = [], [], []
-        for t in todo:
-            t1 = time.monotonic()
-            columns, rows = _stage(spark, wh, work, t, created)
-            swaps.append(Swap(t.name, created[-1], columns, t.primary_key))
+        for t, (staging, columns, rows, seconds) in zip(
+                todo, in_parallel(lambda t: _stage_apart(spark, wh, t, created), todo)):
+            swaps.append(Swap(t.name, staging, columns, t.primary_key))
             log_rows.append(wh.publish_log_insert_sql(t.name, rows, run_id, t.version, t.table_id))
-            results.append(PublishResult(wh.name, t.name, rows, time.monotonic() - t1))
+            results.append(PublishResult(wh.name, t.name, rows, seconds))
 
         log.info("%s: all %d staging tables reconciled; swapping them in one transaction",
                  wh.name, len(swaps))
@@ -249,9 +250,24 @@ def leftover_staging(wh: Warehouse, conn, names: list[str]) -> list[str]:
     return sorted({s for n in names for s in wh.list_tables(conn, staging_prefix(n))})
 
 
+def _stage_apart(spark, wh: Warehouse, t: GoldTable, created: list[str]):
+    """_stage on a connection of its own, timed: (staging, columns, rows, seconds).
+
+    The tables are staged two at a time (ecomlake.spark.in_parallel): a small table's staging
+    is mostly fixed cost (a Spark job for its profile, one for its rows, a few statements), so
+    a second table fills the time. Only the swap needs one connection and one transaction."""
+    t0 = time.monotonic()
+    conn = wh.connect(spark)
+    try:
+        staging, columns, rows = _stage(spark, wh, conn, t, created)
+    finally:
+        conn.close()
+    return staging, columns, rows, time.monotonic() - t0
+
+
 def _stage(spark, wh: Warehouse, conn, t: GoldTable, created: list[str]):
-    """Create t's staging table, fill it and reconcile it with gold; returns (columns, rows).
-    The staging table's name is appended to `created` as soon as it exists."""
+    """Create t's staging table, fill it and reconcile it with gold; returns (staging, columns,
+    rows). The staging table's name is appended to `created` as soon as it exists."""
     df = gold_frame(spark, t)
     expected, string_lengths = gold_profile(spark, t)
     columns = wh.columns(df.schema, string_lengths)
@@ -279,7 +295,7 @@ def _stage(spark, wh: Warehouse, conn, t: GoldTable, created: list[str]):
             f"staging={actual}; the target was not changed")
     log.info("%s: staging %s reconciled with gold.%s (%d rows)", wh.name,
              wh.qualified(staging), t.name, expected[0])
-    return columns, int(expected[0])
+    return staging, columns, int(expected[0])
 
 
 def _drop_quietly(wh: Warehouse, conn, staging: list[str]) -> None:
