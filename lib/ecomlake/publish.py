@@ -31,7 +31,7 @@ from pyspark.sql import types as T
 
 from ecomlake.errors import ReconciliationError
 from ecomlake.io import delta
-from ecomlake.io.warehouse import Swap, Warehouse
+from ecomlake.io.warehouse import CHANGE_OP, Swap, Warehouse
 from ecomlake.spark import in_parallel
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,18 @@ def gold_frame(spark, t: GoldTable) -> DataFrame:
     if t.df is None:
         t.df = spark.read.format("delta").option("versionAsOf", t.version).load(t.path)
     return t.df
+
+
+# A table of at least this many rows, with a primary key and no text column, whose last publish
+# to a warehouse was an earlier version of the same gold table goes there as a changes table
+# (changed_rows), applied in the unit's transaction; the whole target is then reconciled with
+# gold inside it. A smaller table costs less to copy whole than to compare with its last version
+# (benchmarks/bench_floor.py: the comparison costs about what a rewrite of the table does).
+CHANGES_MIN_ROWS = 100_000
+
+
+class TargetMismatch(ReconciliationError):
+    """A target changed by a changes table does not match gold, inside the transaction."""
 
 
 def staging_prefix(table: str) -> str:
@@ -149,7 +161,20 @@ def publish_table(spark, wh: Warehouse, table: str, df: DataFrame, primary_key: 
 def publish_tables(spark, wh: Warehouse, tables: list[GoldTable], run_id: str = "",
                    republish: bool = False) -> list[PublishResult]:
     """Publish the tables that changed since their last publish to `wh` in one transaction.
-    Returns a result per table published (none when nothing changed)."""
+    Returns a result per table published (none when nothing changed).
+
+    A target that took a changes table and then disagrees with gold (someone changed it in the
+    warehouse since our last publish) rolls the whole unit back; the tables are then published
+    again whole, in a new unit."""
+    try:
+        return _publish(spark, wh, tables, run_id, republish, changes=True)
+    except TargetMismatch as exc:
+        log.warning("%s: %s; rolled back: publishing every table whole instead", wh.name, exc)
+        return _publish(spark, wh, tables, run_id, republish, changes=False)
+
+
+def _publish(spark, wh: Warehouse, tables: list[GoldTable], run_id: str, republish: bool,
+             changes: bool) -> list[PublishResult]:
     t0 = time.monotonic()
     work = wh.connect(spark)
     lock = None
@@ -183,16 +208,27 @@ def publish_tables(spark, wh: Warehouse, tables: list[GoldTable], run_id: str = 
             lock.rollback()
             return []
 
+        # the gold version each warehouse table holds, where a changes table can bring it up
+        # to date (the same gold table, an earlier version, the table there)
+        since = {t.name: last[t.name][0] for t in todo
+                 if changes and not republish and t.primary_key and t.version is not None
+                 and last.get(t.name, (None, None))[1] == t.table_id
+                 and last[t.name][0] is not None and last[t.name][0] < t.version
+                 and wh.table_exists(work, t.name)}
+        work.commit()
         swaps, log_rows, results = [], [], []
-        for t, (staging, columns, rows, seconds) in zip(
-                todo, in_parallel(lambda t: _stage_apart(spark, wh, t, created), todo)):
-            swaps.append(Swap(t.name, staging, columns, t.primary_key))
+        for t, (swap, rows, seconds) in zip(todo, in_parallel(
+                lambda t: _stage_apart(spark, wh, t, created, since.get(t.name)), todo)):
+            swaps.append(swap)
             log_rows.append(wh.publish_log_insert_sql(t.name, rows, run_id, t.version, t.table_id))
             results.append(PublishResult(wh.name, t.name, rows, seconds))
 
         log.info("%s: all %d staging tables reconciled; swapping them in one transaction",
                  wh.name, len(swaps))
         _swap(wh, lock, swaps, log_rows)
+        for t, swap in zip(todo, swaps):
+            if swap.changes:   # the whole target, inside the transaction, before the commit
+                _check_target(spark, wh, lock, t)
         lock.commit()   # the one moment readers switch from the old tables to the new
         created.clear()
     except BaseException:
@@ -250,8 +286,8 @@ def leftover_staging(wh: Warehouse, conn, names: list[str]) -> list[str]:
     return sorted({s for n in names for s in wh.list_tables(conn, staging_prefix(n))})
 
 
-def _stage_apart(spark, wh: Warehouse, t: GoldTable, created: list[str]):
-    """_stage on a connection of its own, timed: (staging, columns, rows, seconds).
+def _stage_apart(spark, wh: Warehouse, t: GoldTable, created: list[str], since: int | None):
+    """_stage on a connection of its own, timed: (Swap, rows, seconds).
 
     The tables are staged two at a time (ecomlake.spark.in_parallel): a small table's staging
     is mostly fixed cost (a Spark job for its profile, one for its rows, a few statements), so
@@ -259,24 +295,52 @@ def _stage_apart(spark, wh: Warehouse, t: GoldTable, created: list[str]):
     t0 = time.monotonic()
     conn = wh.connect(spark)
     try:
-        staging, columns, rows = _stage(spark, wh, conn, t, created)
+        swap, rows = _stage(spark, wh, conn, t, created, since)
     finally:
         conn.close()
-    return staging, columns, rows, time.monotonic() - t0
+    return swap, rows, time.monotonic() - t0
 
 
-def _stage(spark, wh: Warehouse, conn, t: GoldTable, created: list[str]):
-    """Create t's staging table, fill it and reconcile it with gold; returns (staging, columns,
-    rows). The staging table's name is appended to `created` as soon as it exists."""
+def _stage(spark, wh: Warehouse, conn, t: GoldTable, created: list[str],
+           since: int | None = None) -> tuple[Swap, int]:
+    """Create t's staging table, fill it and reconcile it; returns (its Swap, t's rows). The
+    staging table holds t's rows, or, when `since` (the gold version the warehouse holds)
+    allows and t qualifies (CHANGES_MIN_ROWS), only the rows that changed since. The staging
+    table's name is appended to `created` as soon as it exists."""
     df = gold_frame(spark, t)
     expected, string_lengths = gold_profile(spark, t)
     columns = wh.columns(df.schema, string_lengths)
+    changed = None
+    # no text column: a changes table cannot bring a wider text than the target's column holds
+    if since is not None and expected[0] >= CHANGES_MIN_ROWS and not string_lengths and \
+            [c.upper() for c in wh.table_columns(conn, t.name) or []] == \
+            [c.name.upper() for c in columns]:
+        changed = changed_rows(spark, t, since, df)
+    conn.commit()
+    if changed is None:
+        staging = _fill(wh, conn, t, df, columns, expected, created,
+                        f"{expected[0]} rows of gold.{t.name}")
+        return Swap(t.name, staging, columns, t.primary_key), int(expected[0])
+    try:
+        got, lengths = profile(changed)
+        n_gone = changed.filter(F.col(CHANGE_OP) == "D").count()
+        staging = _fill(wh, conn, t, changed, wh.columns(changed.schema, lengths), got, created,
+                        f"the changes of gold.{t.name} since version {since} ({got[0] - n_gone} "
+                        f"new or changed rows, {n_gone} deleted; {expected[0]} rows in all)")
+    finally:
+        changed.unpersist()
+    return Swap(t.name, staging, columns, t.primary_key, changes=True), int(expected[0])
+
+
+def _fill(wh: Warehouse, conn, t: GoldTable, df: DataFrame, columns, expected: list,
+          created: list[str], what: str) -> str:
+    """Create a staging table for `df` with `columns`, write `df` into it and reconcile it
+    with `expected` (profile() of df); returns its name."""
     staging = staging_prefix(t.name) + uuid.uuid4().hex[:8]
     conn.execute(wh.create_table_sql(staging, columns, wh.staging_key(t.primary_key)))
     conn.commit()
     created.append(staging)
-    log.info("%s: writing %d rows of gold.%s into staging %s", wh.name, expected[0], t.name,
-             wh.qualified(staging))
+    log.info("%s: writing %s into staging %s", wh.name, what, wh.qualified(staging))
 
     out = df.select([F.col(f.name).alias(c.name) for f, c in zip(df.schema.fields, columns)])
     wh.write_staging(out, staging, int(expected[0]))
@@ -284,9 +348,7 @@ def _stage(spark, wh: Warehouse, conn, t: GoldTable, created: list[str]):
         conn.execute(sql)
     conn.commit()
 
-    sums = ", ".join(wh.sum_sql(c, df.schema[c].dataType) for c in numeric_columns(df.schema))
-    actual = list(conn.query(f"SELECT COUNT(*){', ' + sums if sums else ''} "
-                             f"FROM {wh.qualified(staging)}")[0])
+    actual = _totals(wh, conn, staging, df.schema)
     conn.commit()
     if not same_totals(expected, actual):
         raise ReconciliationError(
@@ -295,7 +357,61 @@ def _stage(spark, wh: Warehouse, conn, t: GoldTable, created: list[str]):
             f"staging={actual}; the target was not changed")
     log.info("%s: staging %s reconciled with gold.%s (%d rows)", wh.name,
              wh.qualified(staging), t.name, expected[0])
-    return staging, columns, int(expected[0])
+    return staging
+
+
+def _totals(wh: Warehouse, conn, table: str, schema: T.StructType) -> list:
+    """[count, sum of each numeric column of `schema`] of a warehouse table."""
+    sums = ", ".join(wh.sum_sql(c, schema[c].dataType) for c in numeric_columns(schema))
+    return list(conn.query(f"SELECT COUNT(*){', ' + sums if sums else ''} "
+                           f"FROM {wh.qualified(table)}")[0])
+
+
+def _check_target(spark, wh: Warehouse, conn, t: GoldTable) -> None:
+    """After a changes table was applied, in the unit's transaction: the whole target must
+    match gold (count and the sum of every numeric column), else TargetMismatch."""
+    expected, _ = gold_profile(spark, t)
+    actual = _totals(wh, conn, t.name, gold_frame(spark, t).schema)
+    if not same_totals(expected, actual):
+        raise TargetMismatch(
+            f"{wh.qualified(t.name)} with the changes of gold.{t.name} applied does not match "
+            f"gold (count, sums): gold={expected}, target={actual}")
+    log.info("%s: %s reconciled with gold.%s version %d as a whole (%d rows)", wh.name,
+             wh.qualified(t.name), t.name, t.version, expected[0])
+
+
+def changed_rows(spark, t: GoldTable, since: int, new: DataFrame) -> DataFrame | None:
+    """The changes table of `t` from gold version `since` to its pinned version, cached: the
+    new rows of the keys that are new or whose row differs (CHANGE_OP 'U'; rows compared by
+    two hashes of every column, 96 bits) and the keys that are gone ('D', other columns NULL).
+    None when that version cannot be read (its files vacuumed, its log cleaned up) or had other
+    columns: the table then goes whole."""
+    key, cols = t.primary_key, new.columns
+    try:
+        old = spark.read.format("delta").option("versionAsOf", since).load(t.path)
+        if [(f.name, f.dataType) for f in old.schema] != [(f.name, f.dataType) for f in new.schema]:
+            log.info("gold.%s: version %d has other columns: published whole", t.name, since)
+            return None
+
+        def hashed(df, side):
+            return df.select(*key, F.xxhash64(*cols).alias(f"{side}64"),
+                             F.hash(*cols).alias(f"{side}32"))
+
+        both = hashed(old, "o").join(hashed(new, "n"), key, "full_outer")
+        differ = F.col("n64").isNotNull() & (F.col("o64").isNull() | (F.col("o64") != F.col("n64"))
+                                             | (F.col("o32") != F.col("n32")))
+        upserts = (new.join(both.filter(differ).select(*key), key, "left_semi")
+                   .withColumn(CHANGE_OP, F.lit("U")))
+        gone = both.filter(F.col("n64").isNull()).select(
+            *[F.col(c) if c in key else F.lit(None).cast(new.schema[c].dataType).alias(c)
+              for c in cols], F.lit("D").alias(CHANGE_OP))
+        out = upserts.unionByName(gone).cache()
+        out.count()
+        return out
+    except Exception as exc:   # a version that cannot be read costs a whole publish, no more
+        log.warning("gold.%s: version %d cannot be compared (%s): published whole", t.name,
+                    since, str(exc).splitlines()[0][:300])
+        return None
 
 
 def _drop_quietly(wh: Warehouse, conn, staging: list[str]) -> None:

@@ -6,6 +6,7 @@ PUBUNIT) so other publishes into the shared warehouses do not disturb them."""
 import logging
 import threading
 import time
+from decimal import Decimal
 
 import psycopg2
 import pytest
@@ -263,4 +264,69 @@ def test_two_publishes_at_once_take_turns(spark, unit_cfg, caplog, db2_cleanup, 
         assert conn.query(f"SELECT COUNT(*) FROM {wh.qualified(DIM)}")[0][0] == 60
     finally:
         conn.close()
+    assert staging_left(wh, spark) == []
+
+
+def fact_rows(ids, bumped=frozenset()):
+    """fact_frame(factor 7, dates 1..60)'s rows of `ids` in plain Python, the amount of the
+    orders in `bumped` raised by 1."""
+    return sorted((i, i % 60 + 1, Decimal(i * 7) / 100 + (1 if i in bumped else 0)) for i in ids)
+
+
+def bumped_frame(df, bumped):
+    return df.withColumn("amount", F.when(F.col("orderid").isin(sorted(bumped)),
+                                          F.col("amount") + 1).otherwise(F.col("amount"))
+                         .cast("decimal(12,2)"))
+
+
+@pytest.mark.parametrize("target", ["postgres", "db2"])
+def test_a_changed_fact_table_goes_as_its_changes(spark, unit_cfg, caplog, db2_cleanup,
+                                                  monkeypatch, target):
+    """A fact table whose last publish was an earlier version of the same gold table reaches
+    the warehouse as its changes (new, changed and deleted rows) applied in the unit's
+    transaction, and the whole target is reconciled with gold before the commit. A target
+    changed behind the publish's back fails that check: the unit rolls back and the tables go
+    whole."""
+    monkeypatch.setattr(publish, "CHANGES_MIN_ROWS", 1000)   # the test's table is small
+    caplog.set_level(logging.INFO, logger="ecomlake")
+    wh = WAREHOUSES[target](unit_cfg)
+    v0 = fact_frame(spark, 3000, 1, 60, 7)
+    write_gold(unit_cfg, **{FACT: v0})
+    publish.publish_tables(spark, wh, gold(spark, unit_cfg, FACT), "v0")
+    assert rows_of(wh, spark, FACT) == fact_rows(range(1, 3001))
+
+    # version 1: orders 1..99 deleted, every 10th order changed, 3001..3300 new
+    bumped = {i for i in range(100, 3001) if i % 10 == 0}
+    write_gold(unit_cfg, **{FACT: bumped_frame(v0.filter(F.col("orderid") >= 100), bumped)
+                            .unionByName(fact_frame(spark, 3300, 1, 60, 7)
+                                         .filter(F.col("orderid") > 3000))})
+    caplog.clear()
+    [result] = publish.publish_tables(spark, wh, gold(spark, unit_cfg, FACT), "v1")
+    v1_ids = set(range(100, 3301))
+    assert rows_of(wh, spark, FACT) == fact_rows(v1_ids, bumped)
+    assert result.rows == len(v1_ids)
+    assert (f"the changes of gold.{FACT} since version 0 ({len(bumped) + 300} new or changed "
+            f"rows, 99 deleted; {len(v1_ids)} rows in all)") in caplog.text
+    assert f"reconciled with gold.{FACT} version 1 as a whole ({len(v1_ids)} rows)" in caplog.text
+    conn = wh.connect(spark)
+    try:
+        assert wh.last_published(conn, [FACT])[FACT] == (
+            1, delta.table_id(spark, unit_cfg, f"gold.{FACT}"))
+        # behind the publish's back: an order deleted in the warehouse
+        conn.execute(f"DELETE FROM {wh.qualified(FACT)} WHERE {wh.ident('orderid')} = 500")
+        conn.commit()
+    finally:
+        conn.close()
+
+    # version 2: order 600 changed again; applied to the altered target, the changes leave
+    # one row too few: rolled back, and the table is published whole
+    write_gold(unit_cfg, **{FACT: bumped_frame(delta.read(spark, unit_cfg, f"gold.{FACT}"),
+                                               {600})})
+    caplog.clear()
+    [result] = publish.publish_tables(spark, wh, gold(spark, unit_cfg, FACT), "v2")
+    assert "does not match gold" in caplog.text and "publishing every table whole" in caplog.text
+    assert f"writing {len(v1_ids)} rows of gold.{FACT} into staging" in caplog.text
+    assert rows_of(wh, spark, FACT) == sorted(
+        (i, d, a + 1 if i == 600 else a) for i, d, a in fact_rows(v1_ids, bumped))
+    assert result.rows == len(v1_ids)
     assert staging_left(wh, spark) == []

@@ -17,7 +17,7 @@ from __future__ import annotations
 from ecomlake.config import Config
 from ecomlake.io.warehouse.base import (  # noqa: F401  (re-exported)
     JDBC_BATCH_SIZE, MAX_WRITE_PARTITIONS, TOTAL_SALES_PER_COUNTRY, Column, Derived, PublishBusy,
-    Swap, Warehouse, _COMMON_TYPES, _bounded_partitions, _java_message, _literal, _py, _role,
+    CHANGE_OP, Swap, Warehouse, _COMMON_TYPES, _bounded_partitions, _java_message, _literal, _py, _role,
     _safe, log)
 from ecomlake.io.warehouse.db2 import DB2Warehouse, JdbcConnection  # noqa: F401
 from ecomlake.io.warehouse.postgres import PgConnection, PostgresWarehouse  # noqa: F401

@@ -44,11 +44,17 @@ class Column:
 
 @dataclass(frozen=True)
 class Swap:
-    """One table of a publish unit: `target` is to hold exactly the rows of `staging`."""
+    """One table of a publish unit: `target` is to hold exactly the rows of `staging`, or with
+    `changes`, its rows changed by staging's (CHANGE_OP 'U': the key's new row, 'D': the key
+    deleted)."""
     target: str
     staging: str
     columns: list[Column]
     primary_key: list[str]
+    changes: bool = False
+
+
+CHANGE_OP = "_op"   # the column of a changes table saying what happens to its key
 
 
 class PublishBusy(EcomlakeError):
@@ -139,7 +145,10 @@ class Warehouse:
                     if {self.norm(d) for d in o.depends_on} & targets]
         statements = [self.drop_derived_sql(o) for o in affected if self.table_exists(conn, o.name)]
         for s in swaps:
-            statements += self.swap_statements(conn, s.target, s.staging, s.columns, s.primary_key)
+            statements += (self.apply_changes_statements(s.target, s.staging, s.columns,
+                                                         s.primary_key) if s.changes else
+                           self.swap_statements(conn, s.target, s.staging, s.columns,
+                                                s.primary_key))
         for o in affected:
             if all(self.norm(d) in targets or self.table_exists(conn, d) for d in o.depends_on):
                 statements += [o.create_sql, *o.refresh_sql]
@@ -167,6 +176,20 @@ class Warehouse:
          .option("dbtable", self.qualified(staging))
          .option("batchsize", JDBC_BATCH_SIZE)
          .mode("append").save())
+
+    def apply_changes_statements(self, target: str, staging: str, columns: list[Column],
+                                 primary_key: list[str]) -> list[str]:
+        """Statements that, in the unit's transaction, change `target` by the changes table
+        `staging` (see Swap): every key staging names is deleted, the new rows inserted. The
+        same SQL on PostgreSQL, DB2 and Derby; it writes only the changed rows (DB2 logs what
+        it writes: never the whole table)."""
+        match = " AND ".join(f"s.{self.ident(k)} = t.{self.ident(k)}" for k in primary_key)
+        cols = ", ".join(self.ident(c.name) for c in columns)
+        return [f"DELETE FROM {self.qualified(target)} t WHERE EXISTS "
+                f"(SELECT 1 FROM {self.qualified(staging)} s WHERE {match})",
+                f"INSERT INTO {self.qualified(target)} ({cols}) SELECT {cols} FROM "
+                f"{self.qualified(staging)} WHERE {self.ident(CHANGE_OP)} = 'U'",
+                f"DROP TABLE {self.qualified(staging)}"]
 
     def prepare_staging_statements(self, staging: str, primary_key: list[str]) -> list[str]:
         """Run after the rows are in staging, before reconciling (e.g. build its key)."""
