@@ -13,6 +13,12 @@ table (rename, or a refill where foreign views depend on it), writes their publi
 rebuilds the derived objects over them. Readers see all the old tables or all the new ones,
 never new dimensions beside old facts. A mismatch drops the staging tables and raises
 ReconciliationError with every target untouched.
+
+A large table (the warehouse's `changes_min_rows`) whose last publish there was an earlier
+version of the same gold table may go as its changes instead (changed_rows): staging holds the
+new or changed rows and the deleted keys, the unit's transaction applies them, and the whole
+target is reconciled with gold before the commit; a target that disagrees rolls the unit back
+and the tables are published whole.
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ from pyspark.sql import types as T
 
 from ecomlake.errors import ReconciliationError
 from ecomlake.io import delta
-from ecomlake.io.warehouse import CHANGE_OP, Swap, Warehouse
+from ecomlake.io.warehouse import CHANGE_OP, Swap, Warehouse, _java_message
 from ecomlake.spark import in_parallel
 
 log = logging.getLogger(__name__)
@@ -85,14 +91,6 @@ def gold_frame(spark, t: GoldTable) -> DataFrame:
     if t.df is None:
         t.df = spark.read.format("delta").option("versionAsOf", t.version).load(t.path)
     return t.df
-
-
-# A table of at least this many rows, with a primary key and no text column, whose last publish
-# to a warehouse was an earlier version of the same gold table goes there as a changes table
-# (changed_rows), applied in the unit's transaction; the whole target is then reconciled with
-# gold inside it. A smaller table costs less to copy whole than to compare with its last version
-# (benchmarks/bench_floor.py: the comparison costs about what a rewrite of the table does).
-CHANGES_MIN_ROWS = 100_000
 
 
 class TargetMismatch(ReconciliationError):
@@ -305,14 +303,18 @@ def _stage(spark, wh: Warehouse, conn, t: GoldTable, created: list[str],
            since: int | None = None) -> tuple[Swap, int]:
     """Create t's staging table, fill it and reconcile it; returns (its Swap, t's rows). The
     staging table holds t's rows, or, when `since` (the gold version the warehouse holds)
-    allows and t qualifies (CHANGES_MIN_ROWS), only the rows that changed since. The staging
+    allows and t qualifies (see below), only the rows that changed since. The staging
     table's name is appended to `created` as soon as it exists."""
     df = gold_frame(spark, t)
     expected, string_lengths = gold_profile(spark, t)
     columns = wh.columns(df.schema, string_lengths)
     changed = None
-    # no text column: a changes table cannot bring a wider text than the target's column holds
-    if since is not None and expected[0] >= CHANGES_MIN_ROWS and not string_lengths and \
+    # A table of at least `changes_min_rows` rows (the warehouse's setting; 0: never), with a
+    # primary key and no text column (a changes table cannot bring a wider text than the
+    # target's column holds), whose last publish here was an earlier version of the same gold
+    # table, goes as its changes (changed_rows), applied in the unit's transaction; the whole
+    # target is then reconciled with gold inside it (_check_target).
+    if since is not None and 0 < wh.changes_min_rows <= expected[0] and not string_lengths and \
             [c.upper() for c in wh.table_columns(conn, t.name) or []] == \
             [c.name.upper() for c in columns]:
         changed = changed_rows(spark, t, since, df)
@@ -406,11 +408,15 @@ def changed_rows(spark, t: GoldTable, since: int, new: DataFrame) -> DataFrame |
             *[F.col(c) if c in key else F.lit(None).cast(new.schema[c].dataType).alias(c)
               for c in cols], F.lit("D").alias(CHANGE_OP))
         out = upserts.unionByName(gone).cache()
-        out.count()
+        try:
+            out.count()
+        except Exception:
+            out.unpersist()
+            raise
         return out
     except Exception as exc:   # a version that cannot be read costs a whole publish, no more
         log.warning("gold.%s: version %d cannot be compared (%s): published whole", t.name,
-                    since, str(exc).splitlines()[0][:300])
+                    since, _java_message(exc))
         return None
 
 

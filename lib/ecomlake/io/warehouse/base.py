@@ -70,6 +70,11 @@ class Warehouse:
     def __init__(self, cfg: Config):
         self.cfg = cfg
 
+    @property
+    def changes_min_rows(self) -> int:
+        """The least rows of a gold table published here as its changes (0: never)."""
+        return getattr(self.cfg, self.name).changes_min_rows
+
     # names and types ---------------------------------------------------------------------
     def norm(self, name: str) -> str:
         """The name as the database stores an unquoted identifier (case-folded)."""
