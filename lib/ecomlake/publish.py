@@ -206,14 +206,15 @@ def _publish(spark, wh: Warehouse, tables: list[GoldTable], run_id: str, republi
             lock.rollback()
             return []
 
-        # the gold version each warehouse table holds, where a changes table can bring it up
-        # to date (the same gold table, an earlier version, the table there)
-        since = {t.name: last[t.name][0] for t in todo
-                 if changes and not republish and t.primary_key and t.version is not None
-                 and last.get(t.name, (None, None))[1] == t.table_id
-                 and last[t.name][0] is not None and last[t.name][0] < t.version
-                 and wh.table_exists(work, t.name)}
+        # The gold version each table holds, where a changes table can bring it up to gold's
+        # (an earlier version of the same gold table). Read again under the lock: a publish
+        # that finished while this one waited for it has moved the tables since `last`.
+        held = wh.last_published(work, [t.name for t in todo]) if changes and not republish \
+            else {}
         work.commit()
+        since = {t.name: held[t.name][0] for t in todo
+                 if t.name in held and held[t.name][1] == t.table_id and t.primary_key
+                 and None not in (held[t.name][0], t.version) and held[t.name][0] < t.version}
         swaps, log_rows, results = [], [], []
         for t, (swap, rows, seconds) in zip(todo, in_parallel(
                 lambda t: _stage_apart(spark, wh, t, created, since.get(t.name)), todo)):

@@ -349,3 +349,38 @@ def test_a_changed_fact_table_goes_as_its_changes(spark, unit_cfg, caplog, db2_c
     assert f"writing {len(v1_ids)} rows of gold.{FACT} into staging" in caplog.text
     assert rows_of(wh, spark, FACT) == sorted(
         (i, d, a + 1 if i in (600, 700) else a) for i, d, a in fact_rows(v1_ids, bumped))
+
+
+def test_changes_start_from_what_the_warehouse_holds_once_the_lock_is_taken(spark, unit_cfg,
+                                                                            caplog):
+    """Two publishes at once: while B waits for the publish lock, A publishes version 1. B,
+    pinned at version 2, must compare with version 1 (what the warehouse holds when B gets the
+    lock), not with the version 0 it saw before waiting: version 1 swapped two orders' amounts,
+    which keeps every count and sum, so the whole-target check could not catch a stale start."""
+    caplog.set_level(logging.INFO, logger="ecomlake")
+    cfg = dataclasses.replace(unit_cfg, postgres=dataclasses.replace(unit_cfg.postgres,
+                                                                     changes_min_rows=1000))
+    v0 = fact_frame(spark, 3000, 1, 60, 7)
+    write_gold(unit_cfg, **{FACT: v0})
+    publish.publish_tables(spark, PostgresWarehouse(cfg), gold(spark, unit_cfg, FACT), "v0")
+    swapped = (v0.withColumn("amount", F.when(F.col("orderid") == 10, Decimal("1.40"))
+                             .when(F.col("orderid") == 20, Decimal("0.70"))
+                             .otherwise(F.col("amount")).cast("decimal(12,2)")))
+    write_gold(unit_cfg, **{FACT: swapped})
+    tables_a = gold(spark, unit_cfg, FACT)                      # pinned at version 1
+    write_gold(unit_cfg, **{FACT: bumped_frame(v0, {600})})
+    tables_b = gold(spark, unit_cfg, FACT)                      # pinned at version 2
+
+    wh_b = PostgresWarehouse(cfg)
+    take_lock = wh_b.acquire_publish_lock
+
+    def a_publishes_first(conn, owner):
+        publish.publish_tables(spark, PostgresWarehouse(cfg), tables_a, "a")
+        take_lock(conn, owner)
+
+    wh_b.acquire_publish_lock = a_publishes_first
+    caplog.clear()
+    publish.publish_tables(spark, wh_b, tables_b, "b")
+    assert f"the changes of gold.{FACT} since version 0 (2 new or changed rows" in caplog.text
+    assert f"the changes of gold.{FACT} since version 1 (3 new or changed rows" in caplog.text
+    assert rows_of(wh_b, spark, FACT) == fact_rows(range(1, 3001), {600})
