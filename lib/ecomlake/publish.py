@@ -386,7 +386,7 @@ def _check_target(spark, wh: Warehouse, conn, t: GoldTable) -> None:
 def changed_rows(spark, t: GoldTable, since: int, new: DataFrame) -> DataFrame | None:
     """The changes table of `t` from gold version `since` to its pinned version, cached: the
     new rows of the keys that are new or whose row differs (CHANGE_OP 'U'; rows compared by
-    two hashes of every column, 96 bits) and the keys that are gone ('D', other columns NULL).
+    two hashes of every column and of where its NULLs are, 96 bits) and the keys that are gone ('D', other columns NULL).
     None when that version cannot be read (its files vacuumed, its log cleaned up) or had other
     columns: the table then goes whole."""
     key, cols = t.primary_key, new.columns
@@ -396,9 +396,13 @@ def changed_rows(spark, t: GoldTable, since: int, new: DataFrame) -> DataFrame |
             log.info("gold.%s: version %d has other columns: published whole", t.name, since)
             return None
 
+        # Spark's hashes skip NULLs, so (NULL, 5) and (5, NULL) would hash alike: where the
+        # NULLs are is hashed too
+        nulls = F.concat_ws("", *[F.when(F.col(c).isNull(), "1").otherwise("0") for c in cols])
+
         def hashed(df, side):
-            return df.select(*key, F.xxhash64(*cols).alias(f"{side}64"),
-                             F.hash(*cols).alias(f"{side}32"))
+            return df.select(*key, F.xxhash64(*cols, nulls).alias(f"{side}64"),
+                             F.hash(*cols, nulls).alias(f"{side}32"))
 
         both = hashed(old, "o").join(hashed(new, "n"), key, "full_outer")
         differ = F.col("n64").isNotNull() & (F.col("o64").isNull() | (F.col("o64") != F.col("n64"))
