@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ecomlake.config import Config, load_tables
@@ -159,6 +158,7 @@ class Verdict:
 def check(jvm, cfg: Config, run) -> Verdict:
     """Whether rerunning `run` would change nothing (see the module doc); logs what it found."""
     from ecomlake.io import delta
+    from ecomlake.spark import in_parallel
 
     text = delta.read_text(jvm, _state_file(cfg))
     try:
@@ -188,8 +188,7 @@ def check(jvm, cfg: Config, run) -> Verdict:
 
     # Each figure is computed by its server (MySQL's aggregates, FerretDB's scan): asked all
     # at once, the check costs the slowest of them, not their sum (scale 10: ~10 s each).
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        found = list(pool.map(source, load_tables().items()))
+    found = in_parallel(source, list(load_tables().items()), workers=4)
     for why, what in found:
         if why:
             return Verdict(False, why)
